@@ -1,0 +1,125 @@
+"""Write a built-in world in the guide's formats: per split, one frames file per sample, the
+teacher labels and the ego history, all keyed by (clip_id, t0_us)."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data import formats
+from .coc import sentence
+from .planner import drive
+from .render import render_frames
+from .scenarios import build_scene, sample_behaviour
+from .scene import FUTURE_INDICES, HISTORY_INDICES, T0_INDEX
+
+SPLIT_STREAMS = {"train": 0, "val": 1}  # independent random streams per split
+
+
+def poses_in_t0_frame(track, indices):
+    """Ego poses at ``indices`` in the ego frame at t0 (x forward, y left, z up):
+    xyz float32 (n, 3) and rotations float32 (n, 3, 3) (yaw only; the world is flat)."""
+    x0, y0, yaw0 = track.x[T0_INDEX], track.y[T0_INDEX], track.yaw[T0_INDEX]
+    c, s = np.cos(yaw0), np.sin(yaw0)
+    dx, dy = track.x[indices] - x0, track.y[indices] - y0
+    xyz = np.stack([c * dx + s * dy, -s * dx + c * dy, np.zeros(len(indices))], axis=1)
+    yaw = track.yaw[indices] - yaw0
+    rot = np.zeros((len(indices), 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1] = np.cos(yaw), -np.sin(yaw)
+    rot[:, 1, 0], rot[:, 1, 1] = np.sin(yaw), np.cos(yaw)
+    rot[:, 2, 2] = 1.0
+    return xyz.astype(np.float32), rot.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    out: Path
+    split: str
+    index: int
+    seed: int
+    resolution: int
+
+
+def make_sample(job: SampleJob) -> dict:
+    """Simulate, render and write one sample's frames; return its label and history rows."""
+    rng = np.random.default_rng([job.seed, SPLIT_STREAMS[job.split], job.index])
+    clip_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+    behaviour = sample_behaviour(rng)
+    scene = build_scene(rng, behaviour)
+    track = drive(scene)
+    frames = render_frames(scene, track, job.resolution)
+    t0 = formats.DEFAULT_T0_US
+    stamps = np.tile(np.array(formats.FRAME_OFFSETS_US, np.int64) + t0, (formats.NUM_CAMERAS, 1))
+    formats.write_frames(formats.frames_path(job.out / "extracted_frames", job.split, job.index),
+                         frames, clip_id, t0, stamps)
+    traj_xyz, traj_rot = poses_in_t0_frame(track, FUTURE_INDICES)
+    hist_xyz, hist_rot = poses_in_t0_frame(track, HISTORY_INDICES)
+    return dict(clip_ids=clip_id, t0_us=t0, trajectory_xyz=traj_xyz, trajectory_rot=traj_rot,
+                coc_texts=sentence(scene, track), scenario=behaviour,
+                ego_history_xyz=hist_xyz, ego_history_rot=hist_rot)
+
+
+def generate_split(out: Path, split: str, n: int, seed: int, resolution: int,
+                   workers: int) -> list[dict]:
+    jobs = [SampleJob(out, split, i, seed, resolution) for i in range(n)]
+    bar = dict(total=n, desc=f"world {split}", unit="sample", dynamic_ncols=True)
+    if workers <= 1:
+        rows = [make_sample(j) for j in tqdm(jobs, **bar)]
+    else:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            rows = list(tqdm(pool.imap(make_sample, jobs, chunksize=4), **bar))
+    return rows
+
+
+def write_split_labels(out: Path, split: str, rows: list[dict]) -> None:
+    """Stack the rows of a split into its labels and ego-history files."""
+    from ..data.text_encoder import embed_texts
+
+    def stack(key):
+        return np.stack([r[key] for r in rows]) if rows else np.zeros((0,))
+
+    labels_dir = out / "teacher_labels"
+    formats.write_labels(
+        formats.labels_path(labels_dir, split),
+        clip_ids=stack("clip_ids"), t0_us=stack("t0_us"),
+        trajectory_xyz=stack("trajectory_xyz"), trajectory_rot=stack("trajectory_rot"),
+        coc_texts=stack("coc_texts"), coc_embeddings=embed_texts([r["coc_texts"] for r in rows]),
+        scenario=stack("scenario"))
+    formats.write_ego_history(
+        formats.ego_history_path(labels_dir, split),
+        clip_ids=stack("clip_ids"), t0_us=stack("t0_us"),
+        ego_history_xyz=stack("ego_history_xyz"), ego_history_rot=stack("ego_history_rot"))
+
+
+def existing_outputs(out: Path) -> list[Path]:
+    return [p for p in (out / "extracted_frames", out / "teacher_labels") if p.exists()]
+
+
+def generate_world(out, train: int, val: int, seed: int = 0, resolution: int = 224,
+                   workers: int = 1, overwrite: bool = False) -> dict:
+    """Write the world under ``out`` and return a summary (samples, scenario mix, seconds)."""
+    out = Path(out)
+    found = existing_outputs(out)
+    if found and not overwrite:
+        raise FileExistsError(f"{found[0]}: already exists; pass --overwrite to replace it")
+    for p in found:
+        shutil.rmtree(p)
+    start = time.perf_counter()
+    summary = {"out": str(out), "seed": seed, "resolution": resolution, "splits": {}}
+    for split, n in (("train", train), ("val", val)):
+        rows = generate_split(out, split, n, seed, resolution, workers)
+        write_split_labels(out, split, rows)
+        summary["splits"][split] = {
+            "samples": n,
+            "scenarios": dict(sorted(Counter(r["scenario"] for r in rows).items())),
+            "distinct_sentences": len({r["coc_texts"] for r in rows}),
+        }
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
