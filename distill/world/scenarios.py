@@ -286,7 +286,7 @@ def build_intersection(rng, behaviour):
     elif behaviour == "green_light":
         x_int = s_ref + rng.uniform(15, 60)
     else:
-        x_int = s_ref + rng.uniform(15, 30) + v * rng.uniform(0.5, 1.5)
+        x_int = s_ref + rng.uniform(12, 25) + v * rng.uniform(0.3, 1.2)
     add_crossing_road(scene, x_int)
     gaps = [(x_int - LANE_WIDTH - 1, x_int + LANE_WIDTH + 1)]
     stop_s = x_int - LANE_WIDTH - 2.0
