@@ -35,6 +35,8 @@ def want_cuda(cu_sources: list[str]) -> bool:
         sys.exit(f"distill: DISTILL_BUILD_CUDA must be 0 or 1, got {flag!r}")
     if not cu_sources or flag == "0":
         return False
+    if flag == "1" and not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        sys.exit("distill: DISTILL_BUILD_CUDA=1 without a visible GPU needs TORCH_CUDA_ARCH_LIST (e.g. 9.0 for H100)")
     return flag == "1" or (torch.cuda.is_available() and CUDA_HOME is not None)
 
 
