@@ -9,9 +9,9 @@ import pytest
 
 from distill.data import formats, readers
 from distill.world.__main__ import main as world_main
-from distill.world.generate import SPLIT_STREAMS, generate_world
-from distill.world.planner import A_MAX, A_MIN, K_MAX, drive
-from distill.world.scenarios import BEHAVIOURS, build_scene, sample_behaviour
+from distill.world.generate import generate_world, simulate
+from distill.world.planner import A_MAX, A_MIN, K_MAX
+from distill.world.scenarios import BEHAVIOURS
 from distill.world.scene import FUTURE_INDICES, T0_INDEX
 
 from conftest import WORLD
@@ -31,16 +31,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert fa.keys() == fc.keys() and all(fa[k] != fc[k] for k in fa)
 
 
-def _simulate(seed, split, i):
-    rng = np.random.default_rng([seed, SPLIT_STREAMS[split], i])
-    rng.bytes(16)  # the clip id, drawn first by make_sample
-    behaviour = sample_behaviour(rng)
-    scene = build_scene(rng, behaviour)
-    return behaviour, drive(scene)
-
-
 def test_every_behaviour_in_200_samples_and_it_shows_in_the_future():
-    runs = [_simulate(0, "train", i) for i in range(200)]
+    runs = [simulate(0, "train", i) for i in range(200)]
+    runs = [(row["scenario"], track) for _, track, row in runs]
     counts = Counter(b for b, _ in runs)
     assert set(counts) == set(BEHAVIOURS), counts
     for behaviour, track in runs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..ops import normalize_frames
@@ -12,22 +13,32 @@ from .readers import DataError, SplitData, read_frames
 
 
 class SampleDataset(Dataset):
-    """Item i: the contract's keys for one sample; frames are read and normalized on access."""
+    """Item i: the contract's keys for one sample; frames are read, normalized and (when
+    stored at another size) resized to ``resolution`` on access; None keeps the stored size."""
 
-    def __init__(self, data: SplitData):
+    def __init__(self, data: SplitData, resolution: int | None = None):
         self.data = data
+        self.resolution = resolution
         self.columns = label_columns(data.labels, data.history)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> dict:
+    def frames(self, i: int) -> torch.Tensor:
+        """float32 (4, 12, H, W) of sample i."""
         path, key = self.data.frame_paths[i], self.data.keys[i]
         arrays = read_frames(path)
         stored = (str(arrays["clip_id"]), int(arrays["t0_us"]))
         if stored != key:
             raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since indexing)")
+        frames = normalize_frames(torch.from_numpy(arrays["frames"]))  # (4, 12, H, W)
+        if self.resolution and frames.shape[-2:] != (self.resolution, self.resolution):
+            frames = F.interpolate(frames, size=(self.resolution,) * 2, mode="bilinear",
+                                   antialias=True, align_corners=False)
+        return frames
+
+    def __getitem__(self, i: int) -> dict:
         sample = {k: torch.from_numpy(np.asarray(v[i])) for k, v in self.columns.items()}
-        sample["frames"] = normalize_frames(torch.from_numpy(arrays["frames"]))  # (4, 12, H, W)
-        sample["clip_id"] = key[0]
+        sample["frames"] = self.frames(i)
+        sample["clip_id"] = self.data.keys[i][0]
         return sample

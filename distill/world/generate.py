@@ -47,23 +47,30 @@ class SampleJob:
     resolution: int
 
 
-def make_sample(job: SampleJob) -> dict:
-    """Simulate, render and write one sample's frames; return its label and history rows."""
-    rng = np.random.default_rng([job.seed, SPLIT_STREAMS[job.split], job.index])
+def simulate(seed: int, split: str, index: int):
+    """One sample's scene, the planner's drive through it and its label / history row."""
+    rng = np.random.default_rng([seed, SPLIT_STREAMS[split], index])
     clip_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
     behaviour = sample_behaviour(rng)
     scene = build_scene(rng, behaviour)
     track = drive(scene)
-    frames = render_frames(scene, track, job.resolution)
-    t0 = formats.DEFAULT_T0_US
-    stamps = np.tile(np.array(formats.FRAME_OFFSETS_US, np.int64) + t0, (formats.NUM_CAMERAS, 1))
-    formats.write_frames(formats.frames_path(job.out / "extracted_frames", job.split, job.index),
-                         frames, clip_id, t0, stamps)
     traj_xyz, traj_rot = poses_in_t0_frame(track, FUTURE_INDICES)
     hist_xyz, hist_rot = poses_in_t0_frame(track, HISTORY_INDICES)
-    return dict(clip_ids=clip_id, t0_us=t0, trajectory_xyz=traj_xyz, trajectory_rot=traj_rot,
-                coc_texts=sentence(scene, track), scenario=behaviour,
-                ego_history_xyz=hist_xyz, ego_history_rot=hist_rot)
+    row = dict(clip_ids=clip_id, t0_us=formats.DEFAULT_T0_US, trajectory_xyz=traj_xyz,
+               trajectory_rot=traj_rot, coc_texts=sentence(scene, track), scenario=behaviour,
+               ego_history_xyz=hist_xyz, ego_history_rot=hist_rot)
+    return scene, track, row
+
+
+def make_sample(job: SampleJob) -> dict:
+    """Simulate, render and write one sample's frames; return its label and history row."""
+    scene, track, row = simulate(job.seed, job.split, job.index)
+    frames = render_frames(scene, track, job.resolution)
+    stamps = np.tile(np.array(formats.FRAME_OFFSETS_US, np.int64) + row["t0_us"],
+                     (formats.NUM_CAMERAS, 1))
+    formats.write_frames(formats.frames_path(job.out / "extracted_frames", job.split, job.index),
+                         frames, row["clip_ids"], row["t0_us"], stamps)
+    return row
 
 
 def generate_split(out: Path, split: str, n: int, seed: int, resolution: int,
@@ -78,24 +85,28 @@ def generate_split(out: Path, split: str, n: int, seed: int, resolution: int,
     return rows
 
 
-def write_split_labels(out: Path, split: str, rows: list[dict]) -> None:
-    """Stack the rows of a split into its labels and ego-history files."""
+def stack_rows(rows: list[dict]) -> tuple[dict, dict]:
+    """Rows of a split -> (labels arrays, ego-history arrays) in the formats' layout."""
     from ..data.text_encoder import embed_texts
 
-    def stack(key):
-        return np.stack([r[key] for r in rows]) if rows else np.zeros((0,))
+    def col(key):
+        return np.stack([r[key] for r in rows])
 
+    labels = dict(clip_ids=col("clip_ids"), t0_us=col("t0_us"),
+                  trajectory_xyz=col("trajectory_xyz"), trajectory_rot=col("trajectory_rot"),
+                  coc_texts=col("coc_texts"), coc_embeddings=embed_texts(col("coc_texts")),
+                  scenario=col("scenario"))
+    history = dict(clip_ids=col("clip_ids"), t0_us=col("t0_us"),
+                   ego_history_xyz=col("ego_history_xyz"), ego_history_rot=col("ego_history_rot"))
+    return labels, history
+
+
+def write_split_labels(out: Path, split: str, rows: list[dict]) -> None:
+    """Stack the rows of a split into its labels and ego-history files."""
+    labels, history = stack_rows(rows)
     labels_dir = out / "teacher_labels"
-    formats.write_labels(
-        formats.labels_path(labels_dir, split),
-        clip_ids=stack("clip_ids"), t0_us=stack("t0_us"),
-        trajectory_xyz=stack("trajectory_xyz"), trajectory_rot=stack("trajectory_rot"),
-        coc_texts=stack("coc_texts"), coc_embeddings=embed_texts([r["coc_texts"] for r in rows]),
-        scenario=stack("scenario"))
-    formats.write_ego_history(
-        formats.ego_history_path(labels_dir, split),
-        clip_ids=stack("clip_ids"), t0_us=stack("t0_us"),
-        ego_history_xyz=stack("ego_history_xyz"), ego_history_rot=stack("ego_history_rot"))
+    formats.write_labels(formats.labels_path(labels_dir, split), **labels)
+    formats.write_ego_history(formats.ego_history_path(labels_dir, split), **history)
 
 
 def existing_outputs(out: Path) -> list[Path]:

@@ -1,0 +1,182 @@
+"""Command-line flags of ``python -m distill.train``: every flag of the training guide with its
+default, plus the product's own (marked "distill:" in --help groups). ``resolve`` merges a resumed
+checkpoint's config with the flags given explicitly on the command line."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..models import MODEL_SIZES
+
+# Flags that may differ when resuming: they change how long or where a run goes, not what it is.
+RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device"}
+# Flags that are about this invocation, never part of a run's config.
+INVOCATION_ONLY = {"resume", "overwrite"}
+
+
+class ConfigError(ValueError):
+    """A bad combination of flags; the message is one line."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m distill.train",
+        description="Distill the driving teacher into a camera student. Defaults follow the "
+        "training guide; run from a folder made by `python -m distill.world` and the default "
+        "data paths find its files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("baseline", "reasoning"), required=True,
+                   help="student model type")
+    g.add_argument("--model-size", choices=MODEL_SIZES, default="500m",
+                   help="preset: 110m (ResNet-50), 500m (ResNet-101), tiny (CPU, minutes)")
+    g.add_argument("--backbone-weights", default=None, metavar="PATH",
+                   help="distill: local torchvision ResNet weights, inflated to 12 channels")
+    g = p.add_argument_group("data")
+    g.add_argument("--train-labels", default="teacher_labels/train_labels.npz")
+    g.add_argument("--val-labels", default="teacher_labels/val_labels.npz")
+    g.add_argument("--frames-dir", default="extracted_frames")
+    g.add_argument("--ego-history-dir", default="teacher_labels",
+                   help="folder of {split}_ego_history.npz (required)")
+    g.add_argument("--offline", action="store_true",
+                   help="no files: random images, labels from the built-in world's planner "
+                   "(--max-train-samples, default 256 here)")
+    g.add_argument("--resolution", type=_positive_int, default=224,
+                   help="distill: frame size the model sees (frames are resized if stored "
+                   "otherwise)")
+    g.add_argument("--num-workers", type=_non_negative_int,
+                   default=max(1, min(4, (os.cpu_count() or 2) // 2)),
+                   help="data loading processes")
+    g = p.add_argument_group("training")
+    g.add_argument("--max-epochs", type=_positive_int, default=150)
+    g.add_argument("--patience", type=_positive_int, default=15,
+                   help="early stopping: epochs without a better val ADE")
+    g.add_argument("--batch-size", type=_positive_int, default=48, help="batch size per GPU")
+    g.add_argument("--accumulation-steps", type=_positive_int, default=1)
+    g.add_argument("--lr", type=_positive_float, default=1e-4)
+    g.add_argument("--weight-decay", type=_non_negative_float, default=0.02)
+    g.add_argument("--warmup-epochs", type=_non_negative_float, default=5)
+    g.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
+    g.add_argument("--ema", action="store_true", help="keep an EMA of the weights")
+    g.add_argument("--ema-decay", type=_fraction, default=0.999)
+    g.add_argument("--grad-clip", type=_non_negative_float, default=0.0,
+                   help="max gradient norm (0 = off)")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="distill: auto = cuda when available")
+    g = p.add_argument_group("losses")
+    g.add_argument("--yaw-weight", type=_non_negative_float, default=0.3)
+    g.add_argument("--reasoning-weight", type=_non_negative_float, default=0.25)
+    g.add_argument("--reasoning-warmup-epochs", type=_non_negative_float, default=20)
+    g.add_argument("--temperature", type=_positive_float, default=0.07)
+    g.add_argument("--action-weight", type=_non_negative_float, default=0.0,
+                   help="weight of action supervision (discrete mode: of the cross-entropy, "
+                   "1 when this is 0)")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--no-unicycle", action="store_true",
+                   help="direct mode: predict (x, y, sin yaw, cos yaw) instead of actions")
+    g.add_argument("--discrete-actions", action="store_true",
+                   help="unicycle mode: discrete action tokens")
+    g.add_argument("--num-action-bins", type=_positive_int, default=256)
+    g.add_argument("--label-smoothing", type=_fraction, default=0.1)
+    g = p.add_argument_group("diagnostics")
+    g.add_argument("--freeze-bn", action="store_true",
+                   help="BatchNorm layers in eval mode (frozen statistics)")
+    g.add_argument("--overfit-tiny", type=_non_negative_int, default=0,
+                   help="train and validate on the first N training samples")
+    g.add_argument("--max-train-samples", type=_non_negative_int, default=0, help="0 = all")
+    g.add_argument("--max-val-samples", type=_non_negative_int, default=0, help="0 = all")
+    g.add_argument("--log-action-stats", action="store_true",
+                   help="log predicted vs teacher action statistics at validation")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--output-dir", default="checkpoints")
+    g.add_argument("--save-every", type=_positive_int, default=5,
+                   help="write {model}_seed{seed}_epoch{N}.pt every N epochs")
+    g.add_argument("--keep-last", type=_non_negative_int, default=3,
+                   help="distill: periodic checkpoints kept (0 = all)")
+    g.add_argument("--save-final-only", action="store_true",
+                   help="keep only _best.pt after a clean finish")
+    g.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume from")
+    g.add_argument("--overwrite", action="store_true",
+                   help="distill: replace this run's checkpoints in --output-dir")
+    return p
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """Names of the options given on the command line (not left at their defaults)."""
+    shadow = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            kwargs = dict(dest=action.dest, default=argparse.SUPPRESS)
+            if action.nargs == 0:
+                shadow.add_argument(*action.option_strings, action="store_const", const=True,
+                                    **kwargs)
+            else:
+                shadow.add_argument(*action.option_strings, **kwargs)
+    return set(vars(shadow.parse_known_args(argv)[0]))
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """The run's config: every flag but the invocation-only ones (saved in checkpoints)."""
+    return {k: v for k, v in vars(args).items() if k not in INVOCATION_ONLY}
+
+
+def resolve_resume(args: argparse.Namespace, explicit: set[str], saved: dict,
+                   checkpoint: str) -> argparse.Namespace:
+    """The saved config with the allowed explicit overrides; an explicit flag that differs
+    from the saved run is refused."""
+    for name in sorted(explicit - INVOCATION_ONLY - RESUMABLE_OVERRIDES):
+        if name in saved and getattr(args, name) != saved[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{checkpoint}: {flag} {getattr(args, name)} differs from the checkpoint's "
+                f"{saved[name]!r}; a resumed run keeps its config (only "
+                f"{', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE_OVERRIDES))} "
+                "may change)")
+    merged = dict(vars(args))
+    merged.update({k: v for k, v in saved.items() if k in merged})
+    merged.update({k: getattr(args, k) for k in explicit & RESUMABLE_OVERRIDES})
+    return argparse.Namespace(**merged)
+
+
+def check_combinations(args: argparse.Namespace) -> None:
+    if args.discrete_actions and args.no_unicycle:
+        raise ConfigError("--discrete-actions needs unicycle mode; drop --no-unicycle")
+    if args.overfit_tiny and (args.max_train_samples or args.max_val_samples):
+        raise ConfigError("--overfit-tiny sets both splits; drop --max-train/val-samples")

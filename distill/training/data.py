@@ -1,0 +1,107 @@
+"""The trainer's data: the two splits (files or --offline), the action targets of the inverse
+kinematics (computed once per dataset and cached next to the labels) and the loaders."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from ..data import formats
+from ..data.batch import collate, yaw_from_rot
+from ..data.dataset import SampleDataset
+from ..data.offline import OfflineDataset, offline_split
+from ..data.readers import SplitData, load_split
+from ..kinematics import actions_from_trajectory, estimate_v0
+
+OFFLINE_TRAIN_SAMPLES, OFFLINE_VAL_SAMPLES = 256, 64
+ACTIONS_CACHE_VERSION = b"actions-v1"
+
+
+def _limit(data: SplitData, n: int) -> SplitData:
+    return data.subset(n) if n else data
+
+
+def load_datasets(args) -> tuple[SampleDataset, SampleDataset]:
+    """(train, val) datasets per the data flags; --overfit-tiny N validates on the first N
+    training samples."""
+    if args.offline:
+        n_train = args.overfit_tiny or args.max_train_samples or OFFLINE_TRAIN_SAMPLES
+        train = OfflineDataset(offline_split(n_train, args.seed, "train"), args.resolution,
+                               args.seed)
+        if args.overfit_tiny:
+            return train, train
+        n_val = args.max_val_samples or OFFLINE_VAL_SAMPLES
+        val = OfflineDataset(offline_split(n_val, args.seed, "val"), args.resolution,
+                             args.seed + 1)
+        return train, val
+
+    def split(name, labels):
+        history = formats.ego_history_path(args.ego_history_dir, name)
+        return load_split(labels, history, args.frames_dir, name)
+
+    train = split("train", args.train_labels)
+    if args.overfit_tiny:
+        train = train.subset(args.overfit_tiny)
+        return SampleDataset(train, args.resolution), SampleDataset(train, args.resolution)
+    val = split("val", args.val_labels)
+    return (SampleDataset(_limit(train, args.max_train_samples), args.resolution),
+            SampleDataset(_limit(val, args.max_val_samples), args.resolution))
+
+
+def _digest(data: SplitData) -> str:
+    h = hashlib.sha1(ACTIONS_CACHE_VERSION)
+    for a in (data.labels["trajectory_xyz"], data.labels["trajectory_rot"],
+              data.history["ego_history_xyz"]):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def teacher_actions(data: SplitData, dt: float = formats.DT) -> np.ndarray:
+    """(N, T, 2) acceleration and curvature that reproduce each teacher trajectory from the
+    speed estimated from its history (the inverse of the students' unicycle rollout)."""
+    xyz = torch.from_numpy(data.labels["trajectory_xyz"]).double()
+    yaw = torch.from_numpy(yaw_from_rot(data.labels["trajectory_rot"])).double()
+    v0 = estimate_v0(torch.from_numpy(data.history["ego_history_xyz"]).double(), dt)
+    accel, curvature = actions_from_trajectory(xyz, yaw, v0, dt)
+    return torch.stack([accel, curvature], -1).float().numpy()
+
+
+class ActionTargets:
+    """Teacher actions of a split, looked up by sample key."""
+
+    def __init__(self, data: SplitData, cache_dir: Path | None = None):
+        self.row = {k: i for i, k in enumerate(data.keys)}
+        cache = cache_dir / f"actions_{_digest(data)}.npz" if cache_dir else None
+        if cache is not None and cache.is_file():
+            actions = np.load(cache)["actions"]
+        else:
+            actions = teacher_actions(data)
+            if cache is not None:
+                try:
+                    formats.save_npz_atomic(cache, actions=actions)
+                except OSError:
+                    pass  # a read-only data folder: compute again next time
+        self.actions = torch.from_numpy(actions)  # (N, T, 2)
+
+    def lookup(self, clip_ids: list[str], t0_us: torch.Tensor) -> torch.Tensor:
+        rows = [self.row[(c, t)] for c, t in zip(clip_ids, t0_us.tolist())]
+        return self.actions[rows]
+
+
+def actions_cache_dir(args) -> Path | None:
+    return None if args.offline else Path(args.train_labels).parent / ".distill_cache"
+
+
+def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
+                drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+    """Batches of the contract; shuffled from ``shuffle_seed`` (one seed per epoch, so a resumed
+    run sees the same order as a straight one)."""
+    sampler = None
+    if shuffle_seed is not None:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(shuffle_seed))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
+                      persistent_workers=False)

@@ -1,0 +1,50 @@
+"""Run-time choices of the trainer: device, seeds, the model config from flags, the optimizer,
+frozen BatchNorm."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import get_model_config
+from .args import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu/auto)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def model_config(args):
+    return get_model_config(
+        args.model_size,
+        output="direct" if args.no_unicycle else "unicycle",
+        discrete_actions=args.discrete_actions,
+        num_action_bins=args.num_action_bins,
+    )
+
+
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torch.device):
+    """AdamW; no weight decay on biases and normalization weights (1-D tensors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, fused=device.type == "cuda")
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers in eval mode: running statistics stay as they are."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()

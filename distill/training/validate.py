@@ -1,0 +1,80 @@
+"""Validation: the loss terms and per-sample metrics of a model over a whole loader, reduced on
+the device and read back once."""
+from __future__ import annotations
+
+import torch
+
+from ..data.formats import DT
+from ..kinematics import estimate_v0
+from ..metrics import constant_velocity, displacement_errors
+from .step import loss_terms, predict, sample_metrics
+
+LOSS_KEYS = ("loss", "pos", "yaw", "action", "reasoning")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+@torch.no_grad()
+def run_validation(model, loader, cfg, stats, actions, weights, device,
+                   keep_predictions: bool = False, action_stats: bool = False) -> dict:
+    """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader``. With
+    ``keep_predictions``, also the per-sample metrics, predicted and teacher xy and the keys;
+    with ``action_stats`` (unicycle modes), predicted vs teacher action statistics."""
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    per_sample: dict[str, list] = {}
+    kept = {"pred_xy": [], "gt_xy": [], "clip_id": [], "t0_us": [], "actions": [],
+            "target_actions": []}
+    count = 0
+    for batch in loader:
+        target = actions.lookup(batch["clip_id"], batch["t0_us"]).to(device)
+        batch = to_device(batch, device)
+        pred = predict(model, batch, cfg, stats)
+        terms = loss_terms(pred, batch, target, cfg, stats, weights)
+        metrics = sample_metrics(pred, batch, cfg.dt)
+        n = len(batch["clip_id"])
+        for k in LOSS_KEYS:
+            sums[k] = sums.get(k, 0.0) + terms[k].detach() * n
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v.sum()
+            per_sample.setdefault(k, []).append(v)
+        if keep_predictions:
+            kept["pred_xy"].append(pred.xy)
+            kept["gt_xy"].append(batch["trajectory_xyz"][..., :2])
+            kept["clip_id"] += batch["clip_id"]
+            kept["t0_us"].append(batch["t0_us"])
+        if action_stats and pred.actions is not None:
+            kept["actions"].append(pred.actions)
+            kept["target_actions"].append(target)
+        count += n
+    result = {k: float(v) / count for k, v in sums.items()}  # one read-back per key
+    if kept["actions"]:
+        result["action_stats"] = summarize_actions(torch.cat(kept["actions"]),
+                                                   torch.cat(kept["target_actions"]))
+    if keep_predictions:
+        result["per_sample"] = {k: torch.cat(v).cpu() for k, v in per_sample.items()}
+        result["pred_xy"] = torch.cat(kept["pred_xy"]).cpu()
+        result["gt_xy"] = torch.cat(kept["gt_xy"]).cpu()
+        result["keys"] = list(zip(kept["clip_id"], torch.cat(kept["t0_us"]).tolist()))
+    return result
+
+
+def summarize_actions(pred, target) -> dict:
+    """Mean and std of predicted and teacher acceleration (m/s^2) and curvature (1/m)."""
+    out = {}
+    for i, name in enumerate(("accel", "curvature")):
+        out[name] = {"pred_mean": float(pred[..., i].mean()), "pred_std": float(pred[..., i].std()),
+                     "teacher_mean": float(target[..., i].mean()),
+                     "teacher_std": float(target[..., i].std())}
+    return out
+
+
+def constant_velocity_ade(dataset) -> float:
+    """ADE of driving straight on at the speed estimated from the history (``cv_ade``)."""
+    hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
+    gt = torch.from_numpy(dataset.data.labels["trajectory_xyz"][..., :2]).double()
+    cv = constant_velocity(estimate_v0(hist, DT), gt.shape[1], DT)
+    return float(displacement_errors(cv, gt).mean())
