@@ -16,8 +16,11 @@ from . import _ext  # noqa: F401  (registers torch.ops.distill.*)
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "info_nce",
     "normalize_frames",
     "normalize_frames_reference",
+    "unicycle_rollout",
+    "unicycle_rollout_reference",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -72,3 +75,25 @@ def _(frames: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         torch._check(t.shape == (3,), lambda: f"distill::normalize_frames: {name} must have shape (3,), got {tuple(t.shape)}")
     *batch, f, h, w, _c = frames.shape
     return frames.new_empty((*batch, f * 3, h, w), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# unicycle_rollout
+# --------------------------------------------------------------------------------------------
+
+from .kinematics import unicycle_rollout_reference  # noqa: E402  (the test oracle, pure torch)
+
+
+def unicycle_rollout(accel: Tensor, curvature: Tensor, v0: Tensor, dt: float) -> tuple[
+        Tensor, Tensor, Tensor]:
+    """Poses (x, y, yaw), each (..., T), at t1..tT of the discrete unicycle model driven by
+    acceleration (..., T) and curvature (..., T) from speed v0 (...); see
+    ``distill.kinematics.unicycle_rollout_reference`` for the equations."""
+    return unicycle_rollout_reference(accel, curvature, v0, dt)
+
+
+# --------------------------------------------------------------------------------------------
+# info_nce
+# --------------------------------------------------------------------------------------------
+
+from .losses import info_nce  # noqa: E402,F401  (plain PyTorch for now)

@@ -11,7 +11,7 @@ from .. import losses
 from ..kinematics import ActionStats, estimate_v0
 from ..metrics import trajectory_metrics
 from ..models import ModelConfig
-from ..models.student import DIRECT_SCALE
+from ..models.student import DIRECT_SCALE, history_input
 from ..ops import unicycle_rollout
 
 
@@ -24,12 +24,6 @@ class LossWeights:
     label_smoothing: float
 
 
-def history_features(xyz: Tensor, rot: Tensor) -> Tensor:
-    """(B, 16, 3), (B, 16, 3, 3) -> (B, 16, 4): x, y, sin yaw, cos yaw of each past pose."""
-    yaw = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
-    return torch.stack([xyz[..., 0], xyz[..., 1], yaw.sin(), yaw.cos()], dim=-1)
-
-
 @dataclass
 class Prediction:
     xy: Tensor  # (B, T, 2) metres, ego frame at t0
@@ -40,8 +34,8 @@ class Prediction:
 
 def predict(model, batch: dict, cfg: ModelConfig, stats: ActionStats) -> Prediction:
     v0 = estimate_v0(batch["ego_history_xyz"], cfg.dt)
-    heads = model(batch["frames"], history_features(batch["ego_history_xyz"],
-                                                    batch["ego_history_rot"]), v0)
+    heads = model(batch["frames"], history_input(batch["ego_history_xyz"],
+                                                 batch["ego_history_rot"]), v0)
     if cfg.output == "direct":
         d = heads["direct"][:, 0]  # (B, T, 4), the single mode
         return Prediction(d[..., :2] * DIRECT_SCALE, torch.atan2(d[..., 2], d[..., 3]), None,

@@ -92,6 +92,18 @@ def _clip_near(poly: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def project_points(points: np.ndarray, camera: str, size: int):
+    """Pixel coordinates (N, 2) of ego-frame points (N, 3) at t0 in ``camera``'s image of
+    ``size`` pixels, and which of them lie in front of the camera (N,)."""
+    rig = RIGS[camera]
+    rot, centre = _camera((0.0, 0.0, 0.0), rig)
+    cam = (points - centre) @ rot.T
+    focal = (size / 2.0) / np.tan(np.radians(rig.fov_deg) / 2)
+    in_front = cam[:, 2] > NEAR
+    uv = size / 2.0 + focal * cam[:, :2] / np.maximum(cam[:, 2:3], NEAR)
+    return uv, in_front
+
+
 class View:
     """One camera image being painted: projects camera-space polygons and fills them."""
 

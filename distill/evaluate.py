@@ -1,0 +1,139 @@
+"""python -m distill.evaluate --checkpoint PATH [--split val]
+
+Evaluates the weights a run selected (EMA when the run used it) on a split and writes, next to
+the checkpoint (or to --output-dir): eval.json (the trainer's val metrics, per-scenario ADE/FDE
+for built-in world data, ADE per horizon step) and PNG plots."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import plots
+from .data import formats
+from .data.readers import DataError
+from .kinematics import ActionStats, estimate_v0
+from .metrics import constant_velocity, displacement_errors
+from .models import build_student, get_model_config
+from .training import checkpoint
+from .training.data import ActionTargets, actions_cache_dir, load_datasets, make_loader
+from .training.runtime import pick_device
+from .training.step import LossWeights
+from .training.validate import run_validation
+
+
+def parse_args(argv=None) -> Namespace:
+    p = argparse.ArgumentParser(prog="python -m distill.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by distill.train")
+    p.add_argument("--split", choices=("val", "train"), default="val")
+    p.add_argument("--output-dir", default=None, help="default: the checkpoint's folder")
+    p.add_argument("--num-plots", type=int, default=6, help="samples drawn in the figures")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    return p.parse_args(argv)
+
+
+def split_dataset(config: dict, split: str):
+    """The dataset the run validated on (``val``) or trained on (``train``)."""
+    args = Namespace(**config)
+    train, val = load_datasets(args)
+    return val if split == "val" else train
+
+
+def plot_samples(dataset, result: dict, n: int) -> list[int]:
+    """Indices of up to n samples spread over the split (the first of each scenario first)."""
+    scen = dataset.data.labels.get("scenario")
+    order = list(dict.fromkeys(int(np.flatnonzero(scen == s)[0]) for s in np.unique(scen))) \
+        if scen is not None else []
+    order += [i for i in np.linspace(0, len(dataset) - 1, n).astype(int) if i not in order]
+    return order[:n]
+
+
+def front_images(dataset, indices) -> list[np.ndarray]:
+    """uint8 front-wide frames at t0 of the samples (noise frames when offline)."""
+    out = []
+    for i in indices:
+        if dataset.data.frame_paths:
+            out.append(np.load(dataset.data.frame_paths[i])["frames"][1, -1])
+        else:
+            f = dataset.frames(i)[1, -3:].permute(1, 2, 0).numpy()
+            out.append(np.clip((f * 0.25 + 0.5) * 255, 0, 255).astype(np.uint8))
+    return out
+
+
+def evaluate(args: Namespace) -> dict:
+    state = checkpoint.load(args.checkpoint)
+    config = state["config"]
+    device = pick_device(args.device)
+    cfg = get_model_config(config["model_size"], **{
+        k: v for k, v in state["model_config"].items() if k != "name"})
+    model = build_student(config["model"], cfg).to(device)
+    model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
+    stats = ActionStats.from_dict(state["action_stats"]).to(device)
+    dataset = split_dataset(config, args.split)
+    actions = ActionTargets(dataset.data, actions_cache_dir(Namespace(**config)))
+    weights = LossWeights(config["yaw_weight"], config["action_weight"],
+                          config["reasoning_weight"], config["temperature"],
+                          config["label_smoothing"])
+    loader = make_loader(dataset, args.batch_size, args.num_workers)
+    result = run_validation(model, loader, cfg, stats, actions, weights, device,
+                            keep_predictions=True)
+    # Rows come back in dataset order (no shuffling), so they align with dataset.data.
+    errors = displacement_errors(result["pred_xy"], result["gt_xy"]).numpy()
+    hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
+    cv_xy = constant_velocity(estimate_v0(hist, cfg.dt), cfg.horizon, cfg.dt)
+    cv_errors = displacement_errors(cv_xy, result["gt_xy"].double()).numpy()
+    report = {f"val_{k}": result[k] for k in ("loss", "ade", "fde", "ade_1s", "ade_2s",
+                                              "ade_3s", "yaw_err_deg")}
+    report.update(cv_ade=float(cv_errors.mean()), split=args.split, samples=len(dataset),
+                  checkpoint=str(args.checkpoint), epoch=state["run"]["epoch"],
+                  weights="ema" if state["ema"] is not None else "model",
+                  ade_by_step=[round(float(e), 4) for e in errors.mean(0)])
+    scen = dataset.data.labels.get("scenario")
+    if scen is not None:
+        per = result["per_sample"]
+        report["per_scenario"] = {
+            s: {"samples": int((scen == s).sum()), "ade": float(per["ade"][scen == s].mean()),
+                "fde": float(per["fde"][scen == s].mean()),
+                "cv_ade": float(cv_errors[scen == s].mean())}
+            for s in np.unique(scen)}
+    out = Path(args.output_dir or Path(args.checkpoint).parent)
+    out.mkdir(parents=True, exist_ok=True)
+    idx = plot_samples(dataset, result, args.num_plots)
+    titles = [f"{scen[i] if scen is not None else dataset.data.keys[i][0][:8]}\n"
+              f"ADE {result['per_sample']['ade'][i]:.2f} m" for i in idx]
+    pred, gt = result["pred_xy"].numpy()[idx], result["gt_xy"].numpy()[idx]
+    report["plots"] = [str(p) for p in (
+        plots.front_camera(front_images(dataset, idx), pred, gt, titles, out / "eval_front.png"),
+        plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
+        plots.ade_by_horizon(errors, cv_errors, cfg.dt, out / "eval_ade_horizon.png"))]
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        report = evaluate(args)
+    except (DataError, checkpoint.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.split}: ADE {report['val_ade']:.3f} m, FDE {report['val_fde']:.3f} m, "
+          f"constant-velocity ADE {report['cv_ade']:.3f} m over {report['samples']} samples")
+    for s, r in report.get("per_scenario", {}).items():
+        print(f"  {s:<17} n={r['samples']:<4} ADE {r['ade']:.2f} m  FDE {r['fde']:.2f} m  "
+              f"(cv ADE {r['cv_ade']:.2f})")
+    print(f"wrote {Path(report['plots'][0]).parent / 'eval.json'} and "
+          f"{', '.join(Path(p).name for p in report['plots'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
