@@ -21,7 +21,7 @@ from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors
 from .models import build_student, get_model_config
 from .training import checkpoint
-from .training.data import ActionTargets, actions_cache_dir, load_datasets, make_loader
+from .training.data import ActionTargets, actions_cache_dir, load_dataset, make_loader
 from .training.runtime import pick_device
 from .training.step import LossWeights
 from .training.validate import run_validation
@@ -38,13 +38,6 @@ def parse_args(argv=None) -> Namespace:
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p.parse_args(argv)
-
-
-def split_dataset(config: dict, split: str):
-    """The dataset the run validated on (``val``) or trained on (``train``)."""
-    args = Namespace(**config)
-    train, val = load_datasets(args)
-    return val if split == "val" else train
 
 
 def plot_samples(dataset, result: dict, n: int) -> list[int]:
@@ -77,7 +70,7 @@ def evaluate(args: Namespace) -> dict:
     model = build_student(config["model"], cfg).to(device)
     model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
     stats = ActionStats.from_dict(state["action_stats"]).to(device)
-    dataset = split_dataset(config, args.split)
+    dataset = load_dataset(Namespace(**config), args.split)
     actions = ActionTargets(dataset.data, actions_cache_dir(Namespace(**config)))
     weights = LossWeights(config["yaw_weight"], config["action_weight"],
                           config["reasoning_weight"], config["temperature"],

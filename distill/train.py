@@ -18,8 +18,8 @@ from .kinematics import ActionStats
 from .losses import reasoning_weight
 from .models import build_student
 from .training import checkpoint, outputs
-from .training.args import (ConfigError, build_parser, check_combinations, explicit_flags,
-                            resolve_resume, run_config)
+from .training.args import (ConfigError, absolute_paths, build_parser, check_combinations,
+                            explicit_flags, resolve_resume, run_config)
 from .training.data import ActionTargets, actions_cache_dir, load_datasets, make_loader
 from .training.ema import EMA
 from .training.runtime import freeze_batchnorm, model_config, optimizer_for, pick_device, seed_all
@@ -174,7 +174,7 @@ def train(args, explicit: set[str]) -> int:
 def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = absolute_paths(parser.parse_args(argv))
     try:
         return train(args, explicit_flags(parser, argv))
     except (DataError, ConfigError, checkpoint.CheckpointError, FileExistsError) as e:

@@ -77,6 +77,12 @@ class Student(nn.Module):
             self.action_head = nn.Linear(d, 2 * cfg.num_action_bins)
         else:
             self.action_head = nn.Linear(d, 2)
+        if cfg.output == "unicycle":
+            # Start at the mean action of the training labels (zero normalized actions, or
+            # uniform token logits whose expectation is the middle of the bins): the first
+            # rollouts are the average manoeuvre from the ego's own speed instead of noise.
+            nn.init.zeros_(self.action_head.weight)
+            nn.init.zeros_(self.action_head.bias)
         self.mode_head = nn.Linear(d, 1)
 
     @classmethod

@@ -138,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights")
+
+
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Data paths made absolute, so a saved config finds its data from any folder (resume,
+    evaluate) and a relative flag on resume compares equal to the saved one."""
+    for name in DATA_PATHS:
+        if getattr(args, name) is not None:
+            setattr(args, name, os.path.abspath(getattr(args, name)))
+    return args
+
+
 def explicit_flags(parser: argparse.ArgumentParser, argv) -> set[str]:
     """Names of the options given on the command line (not left at their defaults)."""
     shadow = argparse.ArgumentParser(add_help=False)

@@ -20,35 +20,26 @@ OFFLINE_TRAIN_SAMPLES, OFFLINE_VAL_SAMPLES = 256, 64
 ACTIONS_CACHE_VERSION = b"actions-v1"
 
 
-def _limit(data: SplitData, n: int) -> SplitData:
-    return data.subset(n) if n else data
+def load_dataset(args, split: str) -> SampleDataset:
+    """The ``split`` ("train" or "val") dataset per the data flags: the files (joined by key)
+    or --offline samples; --overfit-tiny N uses the first N training samples for both splits;
+    --max-train/val-samples keep the first N."""
+    source = "train" if args.overfit_tiny else split
+    limit = args.overfit_tiny or (args.max_train_samples if split == "train"
+                                  else args.max_val_samples)
+    if args.offline:
+        default = OFFLINE_TRAIN_SAMPLES if source == "train" else OFFLINE_VAL_SAMPLES
+        data = offline_split(limit or default, args.seed, source)
+        return OfflineDataset(data, args.resolution, args.seed + (source == "val"))
+    labels = args.train_labels if source == "train" else args.val_labels
+    data = load_split(labels, formats.ego_history_path(args.ego_history_dir, source),
+                      args.frames_dir, source)
+    return SampleDataset(data.subset(limit) if limit else data, args.resolution)
 
 
 def load_datasets(args) -> tuple[SampleDataset, SampleDataset]:
-    """(train, val) datasets per the data flags; --overfit-tiny N validates on the first N
-    training samples."""
-    if args.offline:
-        n_train = args.overfit_tiny or args.max_train_samples or OFFLINE_TRAIN_SAMPLES
-        train = OfflineDataset(offline_split(n_train, args.seed, "train"), args.resolution,
-                               args.seed)
-        if args.overfit_tiny:
-            return train, train
-        n_val = args.max_val_samples or OFFLINE_VAL_SAMPLES
-        val = OfflineDataset(offline_split(n_val, args.seed, "val"), args.resolution,
-                             args.seed + 1)
-        return train, val
-
-    def split(name, labels):
-        history = formats.ego_history_path(args.ego_history_dir, name)
-        return load_split(labels, history, args.frames_dir, name)
-
-    train = split("train", args.train_labels)
-    if args.overfit_tiny:
-        train = train.subset(args.overfit_tiny)
-        return SampleDataset(train, args.resolution), SampleDataset(train, args.resolution)
-    val = split("val", args.val_labels)
-    return (SampleDataset(_limit(train, args.max_train_samples), args.resolution),
-            SampleDataset(_limit(val, args.max_val_samples), args.resolution))
+    """(train, val) datasets per the data flags."""
+    return load_dataset(args, "train"), load_dataset(args, "val")
 
 
 def _digest(data: SplitData) -> str:

@@ -1,0 +1,151 @@
+"""The trainer end to end on the small world: flags of the guide, checkpoints, exact resume,
+refusals, offline mode, torch.compile, and the evaluator."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from distill.evaluate import main as evaluate_main
+from distill.train import main as train_main
+from distill.training.args import build_parser
+from distill.training.outputs import METRIC_KEYS
+
+# Every flag of the training guide's CLI reference, by its exact name.
+GUIDE_FLAGS = """--model --model-size --train-labels --val-labels --frames-dir --offline
+--ego-history-dir --max-epochs --patience --batch-size --accumulation-steps --lr --weight-decay
+--warmup-epochs --lr-schedule --ema --ema-decay --yaw-weight --reasoning-weight
+--reasoning-warmup-epochs --temperature --action-weight --grad-clip --discrete-actions
+--num-action-bins --label-smoothing --no-unicycle --freeze-bn --overfit-tiny --max-train-samples
+--max-val-samples --log-action-stats --output-dir --save-every --save-final-only --seed --compile
+--resume --num-workers""".split()
+GUIDE_DEFAULTS = {"model_size": "500m", "max_epochs": 150, "patience": 15, "batch_size": 48,
+                  "accumulation_steps": 1, "lr": 1e-4, "weight_decay": 0.02, "warmup_epochs": 5,
+                  "lr_schedule": "cosine", "ema_decay": 0.999, "yaw_weight": 0.3,
+                  "reasoning_weight": 0.25, "reasoning_warmup_epochs": 20, "temperature": 0.07,
+                  "action_weight": 0.0, "grad_clip": 0.0, "num_action_bins": 256,
+                  "label_smoothing": 0.1, "output_dir": "checkpoints", "save_every": 5,
+                  "seed": 42, "train_labels": "teacher_labels/train_labels.npz",
+                  "val_labels": "teacher_labels/val_labels.npz",
+                  "frames_dir": "extracted_frames", "ego_history_dir": "teacher_labels"}
+
+
+def test_help_shows_every_guide_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    missing = [f for f in GUIDE_FLAGS if f not in text]
+    assert not missing
+    args = build_parser().parse_args(["--model", "baseline"])
+    assert {k: getattr(args, k) for k in GUIDE_DEFAULTS} == GUIDE_DEFAULTS
+    for flag in ("ema", "offline", "no_unicycle", "discrete_actions", "freeze_bn", "compile",
+                 "save_final_only", "log_action_stats"):
+        assert getattr(args, flag) is False
+
+
+def _train(world, out, *extra):
+    argv = ["--model", "reasoning", "--model-size", "tiny", "--resolution", "64",
+            "--batch-size", "16", "--num-workers", "0", "--lr", "3e-4", "--warmup-epochs", "1",
+            "--reasoning-warmup-epochs", "1", "--action-weight", "0.1", "--ema",
+            "--ema-decay", "0.5", "--grad-clip", "1.0", "--accumulation-steps", "2",
+            "--save-every", "1", "--keep-last", "0", "--output-dir", str(out), *extra]
+    cwd = os.getcwd()
+    os.chdir(world)  # the default data paths, as a user runs it from the world folder
+    try:
+        return train_main(argv)
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def straight_run(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    assert _train(world, out, "--max-epochs", "3") == 0
+    return out
+
+
+def test_checkpoints_and_metrics_of_a_run(straight_run):
+    names = sorted(p.name for p in straight_run.glob("*.pt"))
+    assert names == ["reasoning_seed42_best.pt", "reasoning_seed42_epoch1.pt",
+                     "reasoning_seed42_epoch2.pt", "reasoning_seed42_epoch3.pt",
+                     "reasoning_seed42_latest.pt"]
+    state = torch.load(straight_run / "reasoning_seed42_latest.pt", weights_only=True)
+    assert {"model", "ema", "optimizer", "scheduler", "run", "rng", "action_stats",
+            "config"} <= set(state)
+    assert state["run"]["epoch"] == 3 and state["config"]["seed"] == 42
+    lines = (straight_run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all(tuple(r) == METRIC_KEYS for r in records)
+    assert all(r[k] == r[k] for r in records for k in METRIC_KEYS)  # no NaN
+
+
+def test_resume_from_epoch2_equals_the_straight_run(world, straight_run, tmp_path):
+    out = tmp_path / "resumed"
+    code = _train(world, out, "--max-epochs", "3",
+                  "--resume", str(straight_run / "reasoning_seed42_epoch2.pt"))
+    assert code == 0
+    a = torch.load(straight_run / "reasoning_seed42_latest.pt", weights_only=True)
+    b = torch.load(out / "reasoning_seed42_latest.pt", weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] \
+        == [3]
+
+
+def test_resume_refuses_a_differing_flag(world, straight_run, tmp_path, capsys):
+    code = _train(world, tmp_path, "--max-epochs", "4", "--lr", "1e-3",
+                  "--resume", str(straight_run / "reasoning_seed42_epoch2.pt"))
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--lr" in err and "differs" in err and len(err.splitlines()) == 1
+
+
+def test_output_dir_of_another_config_is_refused(world, straight_run, capsys):
+    code = _train(world, straight_run, "--max-epochs", "1", "--yaw-weight", "0.5")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "--overwrite" in err
+
+
+def test_evaluator_writes_its_files(world, straight_run, tmp_path):
+    code = evaluate_main(["--checkpoint", str(straight_run / "reasoning_seed42_best.pt"),
+                          "--output-dir", str(tmp_path), "--num-workers", "0"])
+    assert code == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["samples"] == 16 and report["weights"] == "ema"
+    assert report["per_scenario"] and len(report["ade_by_step"]) == 64
+    for name in ("eval_front.png", "eval_topdown.png", "eval_ade_horizon.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_offline_quick_check_and_save_final_only(tmp_path):
+    argv = ["--model", "baseline", "--offline", "--max-epochs", "2", "--model-size", "tiny",
+            "--resolution", "32", "--max-train-samples", "8", "--max-val-samples", "4",
+            "--batch-size", "4", "--num-workers", "0", "--save-final-only",
+            "--output-dir", str(tmp_path)]
+    assert train_main(argv) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["baseline_seed42_best.pt"]
+
+
+@pytest.mark.parametrize("mode", [["--no-unicycle"], ["--discrete-actions", "--num-action-bins",
+                                                       "32", "--log-action-stats"]])
+def test_output_modes_train(tmp_path, mode):
+    argv = ["--model", "baseline", "--offline", "--max-epochs", "1", "--model-size", "tiny",
+            "--resolution", "32", "--max-train-samples", "8", "--max-val-samples", "4",
+            "--batch-size", "4", "--num-workers", "0", "--output-dir", str(tmp_path), *mode]
+    assert train_main(argv) == 0
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["val_ade"] > 0
+    assert ("action_stats" in record) == ("--log-action-stats" in mode)
+
+
+def test_compile_trains_tiny(tmp_path):
+    argv = ["--model", "baseline", "--offline", "--max-epochs", "1", "--model-size", "tiny",
+            "--resolution", "32", "--max-train-samples", "4", "--max-val-samples", "4",
+            "--batch-size", "4", "--num-workers", "0", "--compile", "--output-dir",
+            str(tmp_path)]
+    assert train_main(argv) == 0
