@@ -16,7 +16,7 @@ import torch
 
 from . import plots
 from .data import formats
-from .data.readers import DataError
+from .data.readers import DataError, one_line
 from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors
 from .models import build_student, get_model_config
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     try:
         report = evaluate(args)
     except (DataError, checkpoint.CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"{args.split}: ADE {report['val_ade']:.3f} m, FDE {report['val_fde']:.3f} m, "
           f"constant-velocity ADE {report['cv_ade']:.3f} m over {report['samples']} samples")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from .data.readers import DataError
+from .data.readers import DataError, one_line
 from .kinematics import ActionStats
 from .losses import reasoning_weight
 from .models import build_student
@@ -98,8 +98,9 @@ def train(args, explicit: set[str]) -> int:
                              pin_memory=device.type == "cuda")
         sums = torch.zeros(5, device=device)  # loss, pos, yaw, action, reasoning (x samples)
         seen = 0
+        # A live bar on a terminal; in a log, one line with the epoch's expected time instead.
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.max_epochs}", unit="batch",
-                   dynamic_ncols=True, leave=False)
+                   dynamic_ncols=True, leave=False, disable=not sys.stderr.isatty())
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
             # Micro-batches of one optimizer step; a short last group is weighted by its size.
@@ -131,6 +132,10 @@ def train(args, explicit: set[str]) -> int:
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(loss=f"{float(sums[0]) / seen:.3f}",
                                 samples_s=f"{seen / elapsed:.1f}")
+                if bar.disable and i + 1 == min(10, len(loader)) and epoch == run.epoch + 1:
+                    print(f"epoch {epoch}: {len(loader)} batches, about "
+                          f"{elapsed * len(loader) / (i + 1):.0f} s each at "
+                          f"{seen / elapsed:.1f} samples/s", flush=True)
         bar.close()
         train_time = time.perf_counter() - start
         train_means = (sums / seen).tolist()
@@ -178,7 +183,7 @@ def main(argv=None) -> int:
     try:
         return train(args, explicit_flags(parser, argv))
     except (DataError, ConfigError, checkpoint.CheckpointError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -149,3 +149,15 @@ def test_compile_trains_tiny(tmp_path):
             "--batch-size", "4", "--num-workers", "0", "--compile", "--output-dir",
             str(tmp_path)]
     assert train_main(argv) == 0
+
+
+def test_corrupt_frames_stop_the_run_with_one_line(world, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    bad = copy / "extracted_frames" / "train" / "sample_00005.npz"
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    code = _train(copy, tmp_path / "out", "--max-epochs", "1", "--num-workers", "1")
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sample_00005.npz" in err and "not a readable npz" in err

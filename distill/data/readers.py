@@ -19,6 +19,15 @@ class DataError(ValueError):
     """Bad input data; the message is one line that names the file and the problem."""
 
 
+def one_line(error: Exception) -> str:
+    """An error's message on one line. Errors re-raised by DataLoader workers carry the worker's
+    traceback; its last line is the original ``module.Type: message``."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return str(error)
+    return lines[-1].split(f"{type(error).__name__}: ", 1)[-1]
+
+
 def _describe(shape: tuple) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
