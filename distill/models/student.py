@@ -59,8 +59,9 @@ class Student(nn.Module):
         self.camera_proj = nn.Conv2d(self.trunk.out_channels, d, kernel_size=1)
         self.camera_embed = nn.Parameter(torch.randn(cfg.num_cameras, d) * 0.02)
         # History token: flattened (x, y, sin, cos) per past pose, plus v0.
+        # Inputs: the poses, the speed of each step between them and v0 (see history_token).
         self.history_mlp = nn.Sequential(
-            nn.Linear(cfg.history_steps * 4 + 1, d), nn.GELU(), nn.Linear(d, d))
+            nn.Linear(cfg.history_steps * 5, d), nn.GELU(), nn.Linear(d, d))
         self.memory_norm = nn.LayerNorm(d)  # norm_first layers do not normalize the memory
 
         # Queries and decoder.
@@ -100,9 +101,15 @@ class Student(nn.Module):
         return x.flatten(1, 2)
 
     def history_token(self, history: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
-        """(B, S, 4), (B,) -> (B, d); x, y scaled by 1/DIRECT_SCALE, v0 by 1/SPEED_SCALE."""
+        """(B, S, 4), (B,) -> (B, d). Besides the poses (x, y scaled by 1/DIRECT_SCALE), the
+        speed over each of the S-1 steps and v0 (scaled by 1/SPEED_SCALE): speed changes are
+        the clearest sign of what the ego is already doing, and as second differences of the
+        poses a network finds them slowly (a linear fit on them alone beats the mean manoeuvre
+        by half on the built-in world)."""
         scale = history.new_tensor([1 / DIRECT_SCALE, 1 / DIRECT_SCALE, 1.0, 1.0])
-        x = torch.cat([(history * scale).flatten(1), v0[:, None] / SPEED_SCALE], dim=1)
+        speeds = (history[:, 1:, :2] - history[:, :-1, :2]).norm(dim=-1) / self.cfg.dt
+        x = torch.cat([(history * scale).flatten(1), speeds / SPEED_SCALE,
+                       v0[:, None] / SPEED_SCALE], dim=1)
         return self.history_mlp(x)
 
     def features(self, frames, history, v0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +118,8 @@ class Student(nn.Module):
         hist = self.history_token(history, v0)
         memory = self.memory_norm(torch.cat([hist[:, None], self.camera_tokens(frames)], dim=1))
         queries = (self.mode_embed[:, None] + self.step_embed[None]).flatten(0, 1)  # (K*T, d)
-        x = queries.expand(B, -1, -1)
+        # Every query starts from the ego's state: no attention search needed to find it.
+        x = queries[None] + hist[:, None]  # (B, K*T, d)
         for layer in self.decoder.layers:
             if self.cfg.grad_checkpointing and self.training:
                 x = checkpoint(layer, x, memory, use_reentrant=False)
