@@ -1,0 +1,101 @@
+"""The benchmark suite's convention (``pytest benchmarks``).
+
+Each benchmark times our implementation and a reference *in the same run* (machines are noisy;
+absolute times differ between machines, ratios travel) and calls ``record(...)``, which
+
+- appends ``{name, params, value, unit, reference_value, ratio}`` to
+  ``benchmarks/results/latest.json`` (``ratio`` = how many times better ours is: value /
+  reference_value for throughputs, reference_value / value for times and bytes),
+- fails the test when the ratio falls below the benchmark's ``floor``, or more than 20% below the
+  ratio committed in ``benchmarks/baseline.json`` for the same name and params,
+- and the session ends with a table of every record.
+
+``timeit(fn)`` is the shared timer: warmup calls, then the median of repeated calls.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "latest.json"
+BASELINE = HERE / "baseline.json"
+REGRESSION_TOLERANCE = 0.8  # a ratio may fall to 80% of its committed baseline
+HIGHER_IS_BETTER = {"M steps/s", "samples/s", "images/s", "steps/s"}
+
+_records: list[dict] = []
+
+
+def timeit(fn, warmup: int = 2, repeat: int = 7, min_time: float = 0.0) -> float:
+    """Median seconds of one call of ``fn`` (after ``warmup`` calls); each timed call loops
+    ``fn`` until ``min_time`` seconds pass, so very short calls are measured over many runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time:
+                break
+        times.append(elapsed / n)
+    return statistics.median(times)
+
+
+def _key(name: str, params: dict) -> str:
+    return name + json.dumps(params, sort_keys=True)
+
+
+def _baseline() -> dict:
+    if not BASELINE.is_file():
+        return {}
+    return {_key(r["name"], r["params"]): r for r in json.loads(BASELINE.read_text())}
+
+
+@pytest.fixture
+def record():
+    """record(name, params, value, unit, reference_value, floor=None) -> the record."""
+
+    def _record(name: str, params: dict, value: float, unit: str, reference_value: float,
+                floor: float | None = None) -> dict:
+        higher = unit in HIGHER_IS_BETTER
+        ratio = value / reference_value if higher else reference_value / value
+        rec = {"name": name, "params": params, "value": value, "unit": unit,
+               "reference_value": reference_value, "ratio": round(ratio, 3)}
+        _records.append(rec)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(_records, indent=1) + "\n")
+        if floor is not None:
+            assert ratio >= floor, f"{name} {params}: ratio {ratio:.2f} below its floor {floor}"
+        base = _baseline().get(_key(name, params))
+        if base is not None:
+            limit = REGRESSION_TOLERANCE * base["ratio"]
+            assert ratio >= limit, (f"{name} {params}: ratio {ratio:.2f} is more than 20% below "
+                                    f"the committed baseline {base['ratio']:.2f}")
+        return rec
+
+    return _record
+
+
+def pytest_sessionstart(session):
+    _records.clear()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _records:
+        return
+    tr = terminalreporter
+    tr.section("benchmarks (ratio = ours vs reference, higher is better)")
+    tr.write_line(f"{'name':<28} {'params':<40} {'ours':>12} {'reference':>12} {'unit':<10} "
+                  f"{'ratio':>7}")
+    for r in _records:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        tr.write_line(f"{r['name']:<28} {params:<40} {r['value']:>12.4g} "
+                      f"{r['reference_value']:>12.4g} {r['unit']:<10} {r['ratio']:>7.2f}")
+    tr.write_line(f"written to {RESULTS}")
