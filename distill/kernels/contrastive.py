@@ -1,0 +1,322 @@
+"""Fused InfoNCE in Triton (after Inf-CL, arXiv 2410.17243): the ops ``distill::info_nce_fwd`` and
+``distill::info_nce_bwd``, registered with ``torch.library.triton_op`` so torch.compile sees the
+kernels, and ``info_nce``, the differentiable function ``distill.ops.info_nce`` calls.
+
+Semantics are those of ``distill.losses.info_nce`` (the oracle): student (B, D) and teacher
+(N >= B, D) rows L2-normalized, logits = s t^T / tau (B, N), row i's positive is teacher row i,
+columns j != i with teacher_ids[j] == teacher_ids[i] left out of row i's denominator,
+loss = mean_i(LSE_i - logit_ii); symmetric adds the teacher -> student direction over the first
+B teacher rows and averages.
+
+Memory: the forward walks each block of rows over tiles of columns with an online softmax and
+keeps per row only its running max and sum; the backward recomputes the tiles. Extra memory is
+O(B + N) floats (LSEs, positives, inverse norms) where the reference holds B x N logits, their
+softmax and its gradient (B=8192, N=65536: 2 GiB per B x N float32 matrix).
+
+L2-normalization happens inside the kernels, as a per-row inverse norm (computed once, B + N
+floats) that scales each tile of dot products, and its Jacobian applied once per row at the end
+of the backward. Normalizing outside would materialize normalized copies of both inputs that
+autograd keeps for the backward: (B + N) D floats, 100 MiB at N=65536, D=384 (the analytic
+counts recorded by benchmarks/test_contrastive.py), against 0.5 MiB of inverse norms, for an
+extra multiply per logit inside.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch._subclasses.functional_tensor import FunctionalTensorMode
+from torch.library import triton_op, wrap_triton
+
+from . import check_inputs, triton_unsupported
+
+_LOG2E = tl.constexpr(1.4426950408889634)  # logits are kept in base 2: exp2 is the fast path
+_LN2 = tl.constexpr(0.6931471805599453)
+_NORM_EPS = 1e-12  # as F.normalize
+
+
+def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q, n_k, dim,
+             stride_q, stride_k, scale, HAS_IDS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """For this program's BLOCK_M query rows r: lse[r] = logsumexp over the kept key rows c of
+    logit(r, c) and pos[r] = logit(r, r), logit(r, c) = scale q_r.k_c |q_r|^-1 |k_c|^-1.
+    Key c is kept unless c != r and ids[c] == ids[r] (queries and keys both index ``ids``).
+    q (n_q, dim), k (n_k, dim) row-major; q_inv (n_q,), k_inv (n_k,) float32 inverse norms."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_q
+    dims = tl.arange(0, BLOCK_D)
+    dim_ok = dims < dim
+    q = tl.load(q_ptr + rows[:, None].to(tl.int64) * stride_q + dims[None, :],
+                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    q_scale = tl.load(q_inv_ptr + rows, mask=row_ok, other=0.0) * (scale * _LOG2E)
+    if HAS_IDS:
+        row_ids = tl.load(ids_ptr + rows, mask=row_ok, other=-1)
+    run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    run_sum = tl.zeros([BLOCK_M], tl.float32)
+    pos = tl.zeros([BLOCK_M], tl.float32)
+    for start in range(0, n_k, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        col_ok = cols < n_k
+        k = tl.load(k_ptr + cols[:, None].to(tl.int64) * stride_k + dims[None, :],
+                    mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+        k_inv = tl.load(k_inv_ptr + cols, mask=col_ok, other=0.0)
+        z = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) \
+            * q_scale[:, None] * k_inv[None, :]  # (BLOCK_M, BLOCK_N) logits * log2(e)
+        diag = rows[:, None] == cols[None, :]
+        pos += tl.sum(tl.where(diag, z, 0.0), 1)
+        keep = row_ok[:, None] & col_ok[None, :]
+        if HAS_IDS:
+            col_ids = tl.load(ids_ptr + cols, mask=col_ok, other=-1)
+            keep = keep & ((row_ids[:, None] != col_ids[None, :]) | diag)
+        z = tl.where(keep, z, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(z, 1))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)  # rows with nothing kept yet
+        run_sum = run_sum * tl.exp2(run_max - shift) + tl.sum(tl.exp2(z - shift[:, None]), 1)
+        run_max = new_max
+    run_sum = tl.where(row_ok, run_sum, 1.0)  # padding rows kept nothing; real ones their positive
+    tl.store(lse_ptr + rows, (run_max + tl.log2(run_sum)) * _LN2, mask=row_ok)
+    tl.store(pos_ptr + rows, pos * _LN2, mask=row_ok)
+
+
+def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr, lse_cols_ptr,
+          grad_ptr, out_ptr, n_student, n_teacher, dim, stride_own, stride_other, stride_out,
+          scale, weight, FOR_STUDENT: tl.constexpr, SYMMETRIC: tl.constexpr,
+          HAS_IDS: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """d loss / d (own rows) for this program's BLOCK_M own rows: student rows (FOR_STUDENT,
+    other = all N teacher rows) or teacher rows (other = the B student rows).
+
+    With G_ij = d loss / d logit_ij (i student, j teacher) = g w (P_ij - [i == j])
+    + g w (Pc_ij - [i == j]) [symmetric, j < B], w = ``weight`` = 1 / (B x directions),
+    P = exp(logit - lse_rows_i), Pc = exp(logit - lse_cols_j), both 0 where the ids rule drops
+    the pair:
+    d s_hat_i = sum_j G_ij t_hat_j / tau, then d s = (d s_hat - (d s_hat . s_hat) s_hat) / |s|;
+    the same with i and j swapped for the teacher."""
+    n_own = n_student if FOR_STUDENT else n_teacher
+    n_other = n_teacher if FOR_STUDENT else n_student
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_own
+    dims = tl.arange(0, BLOCK_D)
+    dim_ok = dims < dim
+    x = tl.load(own_ptr + rows[:, None].to(tl.int64) * stride_own + dims[None, :],
+                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    x_inv = tl.load(own_inv_ptr + rows, mask=row_ok, other=0.0)
+    x_scale = x_inv * (scale * _LOG2E)
+    g = tl.load(grad_ptr).to(tl.float32) * weight
+    if HAS_IDS:
+        own_ids = tl.load(ids_ptr + rows, mask=row_ok, other=-1)
+    if FOR_STUDENT:
+        own_lse = tl.load(lse_rows_ptr + rows, mask=row_ok, other=0.0) * _LOG2E
+    elif SYMMETRIC:
+        own_lse = tl.load(lse_cols_ptr + rows, mask=rows < n_student, other=0.0) * _LOG2E
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for start in range(0, n_other, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        col_ok = cols < n_other
+        y = tl.load(other_ptr + cols[:, None].to(tl.int64) * stride_other + dims[None, :],
+                    mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+        y_inv = tl.load(other_inv_ptr + cols, mask=col_ok, other=0.0)
+        z = tl.dot(x, tl.trans(y), input_precision=DOT_PRECISION) \
+            * x_scale[:, None] * y_inv[None, :]  # (BLOCK_M, BLOCK_N) logits * log2(e)
+        if FOR_STUDENT:  # tile entry (r, c) is student r, teacher c
+            teacher_idx = cols[None, :]
+            lse_rows = own_lse[:, None]
+            if SYMMETRIC:
+                lse_cols = tl.load(lse_cols_ptr + cols, mask=cols < n_student, other=0.0)[None, :] * _LOG2E
+        else:  # tile entry (r, c) is teacher r, student c
+            teacher_idx = rows[:, None]
+            lse_rows = tl.load(lse_rows_ptr + cols, mask=col_ok, other=0.0)[None, :] * _LOG2E
+            if SYMMETRIC:
+                lse_cols = own_lse[:, None]
+        valid = row_ok[:, None] & col_ok[None, :]
+        diag = valid & (rows[:, None] == cols[None, :])
+        keep = valid
+        if HAS_IDS:
+            other_ids = tl.load(ids_ptr + cols, mask=col_ok, other=-1)
+            keep = keep & ((own_ids[:, None] != other_ids[None, :]) | diag)
+        positive = tl.where(diag, 1.0, 0.0)
+        coef = g * (tl.exp2(tl.where(keep, z - lse_rows, float("-inf"))) - positive)
+        if SYMMETRIC:
+            in_square = keep & (teacher_idx < n_student)
+            coef += g * (tl.exp2(tl.where(in_square, z - lse_cols, float("-inf"))) - positive)
+        acc = tl.dot((coef * y_inv[None, :]).to(y.dtype), y, acc, input_precision=DOT_PRECISION)
+    d_hat = acc * scale  # d loss / d (normalized own rows)
+    xf = x.to(tl.float32)
+    along = tl.sum(d_hat * xf, 1) * x_inv * x_inv * x_inv
+    dx = d_hat * x_inv[:, None] - along[:, None] * xf
+    tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_out + dims[None, :],
+             dx.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+
+
+def _tile_configs(interpreted: bool) -> list:
+    if interpreted:
+        # The interpreter runs each tile as numpy arrays, so its time goes to Python-level
+        # iterations: one config with big tiles (a test case takes ~0.1 s).
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+    # Whole padded rows per tile (D=384 -> 512): larger tiles overflow shared memory in float32,
+    # and the autotuner skips the configs that fail to compile for a dtype / D.
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+            for m, n, w, s in ((32, 32, 4, 1), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2),
+                               (64, 64, 8, 2), (64, 64, 4, 3))]
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    row_lse: object
+    grad: object
+    interpreted: bool
+
+
+@functools.cache
+def _kernels() -> _Kernels:
+    """The kernels, jit-wrapped at first use rather than at import: Triton reads TRITON_INTERPRET
+    when it wraps them, and a process (a test session) may set it after importing distill."""
+    interpreted = bool(triton.knobs.runtime.interpret)
+    configs = _tile_configs(interpreted)
+    kernels = _Kernels(
+        row_lse=triton.autotune(configs, key=["n_q", "n_k", "dim"])(triton.jit(_row_lse)),
+        grad=triton.autotune(configs, key=["n_student", "n_teacher", "dim", "FOR_STUDENT"])(
+            triton.jit(_grad)),
+        interpreted=interpreted)
+    if interpreted:
+        # Interpreted kernels cannot be traced (they touch data), so under torch.compile the ops
+        # stay opaque calls (their fakes give the shapes) instead of being decomposed. The wrapper
+        # asks interpreting() before the first op call, so this is in place before any tracing.
+        for op in (info_nce_fwd, info_nce_bwd):
+            op.register_torch_dispatch(FunctionalTensorMode, _opaque)
+    return kernels
+
+
+def _opaque(mode, op, types, args, kwargs):
+    return mode.__torch_dispatch__(op, types, args, kwargs)
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it while tracing: see _kernels
+def interpreting() -> bool:
+    """Whether Triton's interpreter is on (TRITON_INTERPRET=1) and the kernels were built for
+    it, so they run on CPU tensors. Checks the variable first: it builds nothing while off."""
+    return bool(triton.knobs.runtime.interpret) and _kernels().interpreted
+
+
+def _inverse_norms(x: Tensor) -> Tensor:
+    """(R, D) -> (R,) float32 1 / max(|x_r|, eps), as F.normalize divides."""
+    return torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).clamp_min(_NORM_EPS).reciprocal()
+
+
+def _dot_precision(dtype: torch.dtype) -> str | None:
+    """float32 dots as torch's matmuls: IEEE at the default "highest" precision, TF32 when the user
+    allowed it (torch.set_float32_matmul_precision); half types use their own tensor cores."""
+    if dtype != torch.float32:
+        return None
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+def _ids_or_placeholder(teacher_ids: Optional[Tensor], like: Tensor) -> Tensor:
+    return teacher_ids if teacher_ids is not None else like.new_empty(0, dtype=torch.int64)
+
+
+def _launch_row_lse(q: Tensor, k: Tensor, q_inv: Tensor, k_inv: Tensor, ids: Tensor, n_q: int,
+                    temperature: float, has_ids: bool) -> tuple[Tensor, Tensor]:
+    """(lse (n_q,), pos (n_q,)) float32 of the first n_q rows of q against all rows of k."""
+    lse = q_inv.new_empty(n_q)
+    pos = q_inv.new_empty(n_q)
+    dim = q.shape[1]
+    wrap_triton(_kernels().row_lse)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]),)](
+        q, k, q_inv, k_inv, ids, lse, pos, n_q, k.shape[0], dim, q.stride(0), k.stride(0),
+        1.0 / temperature, HAS_IDS=has_ids, DOT_PRECISION=_dot_precision(q.dtype),
+        BLOCK_D=triton.next_power_of_2(dim))
+    return lse, pos
+
+
+@triton_op("distill::info_nce_fwd", mutates_args=())
+def info_nce_fwd(student: Tensor, teacher: Tensor, teacher_ids: Optional[Tensor],
+                 temperature: float, symmetric: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """student (B, D), teacher (N, D) contiguous, same float dtype; teacher_ids int64 (N,) or
+    None -> (loss () float32, lse_rows (B,), lse_cols (B,) if symmetric else (0,))."""
+    n_student = student.shape[0]
+    s_inv, t_inv = _inverse_norms(student), _inverse_norms(teacher)
+    ids = _ids_or_placeholder(teacher_ids, student)
+    has_ids = teacher_ids is not None
+    lse_rows, pos_rows = _launch_row_lse(student, teacher, s_inv, t_inv, ids, n_student,
+                                         temperature, has_ids)
+    loss = (lse_rows - pos_rows).mean()
+    lse_cols = s_inv.new_empty(0)
+    if symmetric:  # teacher rows 0..B-1 against the student rows
+        lse_cols, pos_cols = _launch_row_lse(teacher, student, t_inv, s_inv, ids, n_student,
+                                             temperature, has_ids)
+        loss = (loss + (lse_cols - pos_cols).mean()) / 2
+    return loss, lse_rows, lse_cols
+
+
+@triton_op("distill::info_nce_bwd", mutates_args=())
+def info_nce_bwd(grad: Tensor, student: Tensor, teacher: Tensor, teacher_ids: Optional[Tensor],
+                 lse_rows: Tensor, lse_cols: Tensor, temperature: float, symmetric: bool,
+                 for_student: bool) -> Tensor:
+    """d loss / d student (B, D) if for_student else d loss / d teacher (N, D), from grad (), the
+    inputs and the LSEs of ``info_nce_fwd``."""
+    own, other = (student, teacher) if for_student else (teacher, student)
+    own_inv, other_inv = _inverse_norms(own), _inverse_norms(other)
+    out = torch.empty_like(own)
+    n_student, dim = student.shape
+    directions = 2 if symmetric else 1
+    wrap_triton(_kernels().grad)[lambda meta: (triton.cdiv(own.shape[0], meta["BLOCK_M"]),)](
+        own, other, own_inv, other_inv, _ids_or_placeholder(teacher_ids, student), lse_rows,
+        lse_cols, grad, out, n_student, teacher.shape[0], dim, own.stride(0), other.stride(0),
+        out.stride(0), 1.0 / temperature, 1.0 / (directions * n_student),
+        FOR_STUDENT=for_student, SYMMETRIC=symmetric,
+        HAS_IDS=teacher_ids is not None, DOT_PRECISION=_dot_precision(own.dtype),
+        BLOCK_D=triton.next_power_of_2(dim))
+    return out
+
+
+@info_nce_fwd.register_fake
+def _(student, teacher, teacher_ids, temperature, symmetric):
+    n = student.shape[0]
+    return (student.new_empty((), dtype=torch.float32), student.new_empty(n, dtype=torch.float32),
+            student.new_empty(n if symmetric else 0, dtype=torch.float32))
+
+
+@info_nce_bwd.register_fake
+def _(grad, student, teacher, teacher_ids, lse_rows, lse_cols, temperature, symmetric,
+      for_student):
+    return torch.empty_like(student if for_student else teacher)
+
+
+def _setup_context(ctx, inputs, output):
+    student, teacher, teacher_ids, temperature, symmetric = inputs
+    _, lse_rows, lse_cols = output
+    ctx.save_for_backward(student, teacher, teacher_ids, lse_rows, lse_cols)
+    ctx.temperature, ctx.symmetric = temperature, symmetric
+
+
+def _backward(ctx, grad_loss, _grad_lse_rows, _grad_lse_cols):
+    student, teacher, teacher_ids, lse_rows, lse_cols = ctx.saved_tensors
+    grads = [info_nce_bwd(grad_loss, student, teacher, teacher_ids, lse_rows, lse_cols,
+                          ctx.temperature, ctx.symmetric, for_student)
+             if ctx.needs_input_grad[i] else None  # teacher labels need no gradient
+             for i, for_student in ((0, True), (1, False))]
+    return grads[0], grads[1], None, None, None
+
+
+info_nce_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def info_nce(student: Tensor, teacher: Tensor, temperature: float = 0.07, symmetric: bool = False,
+             teacher_ids: Tensor | None = None) -> Tensor:
+    """distill.losses.info_nce by the fused kernels (differentiable in student and teacher);
+    inputs of different float dtypes are promoted to one, and the loss has that dtype."""
+    check_inputs(student, teacher, temperature, teacher_ids)
+    dtype = torch.promote_types(student.dtype, teacher.dtype)
+    reason = triton_unsupported(student.device.type, dtype, student.shape[1], interpreting(),
+                                installed=True)
+    if reason is not None:
+        raise ValueError(f"info_nce: the Triton kernels {reason}")
+    ids = None if teacher_ids is None else teacher_ids.to(torch.int64).contiguous()
+    loss, _, _ = info_nce_fwd(student.to(dtype).contiguous(), teacher.to(dtype).contiguous(),
+                              ids, float(temperature), bool(symmetric))
+    return loss.to(dtype)
