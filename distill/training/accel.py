@@ -1,0 +1,62 @@
+"""Speed settings of the training step: what each flag turns on for the device at hand, and
+what it falls back to (said in the log) where that device cannot do it. Pure decisions, so the
+choices for a GPU are unit-tested on a CPU."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Accel:
+    autocast_dtype: torch.dtype | None = None  # bf16 autocast on CUDA
+    channels_last: bool = False  # NHWC convolutions (cuDNN's fast path for ResNets)
+    tf32: bool = False  # TF32 matmuls and convolutions on Ampere+
+    fused_adamw: bool = True  # one kernel per parameter group; also gates non-finite steps
+    cuda_graphs: bool = False  # replay the captured step
+    compile: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def autocast(self, device_type: str):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=self.autocast_dtype)
+
+
+def resolve(precision: str, cuda_graphs: bool, compile: bool, accumulation_steps: int,
+            device_type: str, bf16_supported: bool = False) -> Accel:
+    """The settings for ``device_type`` ("cuda" or "cpu") and the notes that explain each
+    request that falls back."""
+    notes = []
+    on_cuda = device_type == "cuda"
+    dtype = None
+    if precision == "bf16":
+        if on_cuda and bf16_supported:
+            dtype = torch.bfloat16
+        elif on_cuda:
+            notes.append("--precision bf16: this GPU has no bf16; training in fp32")
+        else:
+            notes.append("--precision bf16: bf16 autocast is for CUDA; training in fp32 on CPU")
+    graphs = False
+    if cuda_graphs:
+        if not on_cuda:
+            notes.append("--cuda-graphs: CUDA graphs need a GPU; running the step eagerly")
+        elif accumulation_steps != 1:
+            notes.append("--cuda-graphs: captures one whole optimizer step, so it needs "
+                         "--accumulation-steps 1; running the step eagerly")
+        else:
+            graphs = True
+    if on_cuda:
+        notes.append("GPU step: TF32 matmuls, channels_last convolutions, fused AdamW"
+                     + (", bf16 autocast" if dtype else "") + (", CUDA graphs" if graphs else ""))
+    return Accel(autocast_dtype=dtype, channels_last=on_cuda, tf32=on_cuda, fused_adamw=True,
+                 cuda_graphs=graphs, compile=compile, notes=tuple(notes))
+
+
+def apply_global(accel: Accel) -> None:
+    if accel.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
