@@ -6,9 +6,15 @@ Install torch first, then build this package against that torch:
 
 Build switches: DISTILL_BUILD_CUDA=1 builds the CUDA kernels (csrc/cuda/*.cu, when there are any),
 DISTILL_BUILD_CUDA=0 forces CPU-only; unset, CUDA is built when torch sees a GPU and nvcc is found.
+
+SIMD kernels: csrc/cpu/*.cpp are compiled once per CPU capability below, with that capability's
+instruction-set flags and -DCPU_CAPABILITY=<name> -DCPU_CAPABILITY_<name> (as torch builds its own
+per-capability kernels); only those objects hold AVX2/AVX-512 instructions, the rest of the library
+stays generic x86-64, and the op picks a capability at run time (csrc/unicycle.cpp).
 """
 import glob
 import os
+import platform
 import sys
 
 from setuptools import find_packages, setup
@@ -40,9 +46,34 @@ def want_cuda(cu_sources: list[str]) -> bool:
     return flag == "1" or (torch.cuda.is_available() and CUDA_HOME is not None)
 
 
+CPU_CAPABILITIES = {"DEFAULT": ["-Wno-psabi"]}  # psabi: a note on passing 32-byte vectors
+if platform.machine() in ("x86_64", "AMD64"):
+    CPU_CAPABILITIES.update(AVX2=["-mavx2", "-mfma"],
+                            AVX512=["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"])
+
+
+class BuildExtensionPerCapability(BuildExtension):
+    """BuildExtension that first compiles the extension's `capability_sources` once per
+    CPU_CAPABILITIES entry (into build_temp/<name>/) and links those objects in."""
+
+    def build_extension(self, ext):
+        args = ext.extra_compile_args
+        cxx = args["cxx"] if isinstance(args, dict) else args
+        ext.extra_objects = [
+            obj for name, flags in CPU_CAPABILITIES.items() for obj in self.compiler.compile(
+                ext.capability_sources, output_dir=os.path.join(self.build_temp, name),
+                macros=ext.define_macros, include_dirs=ext.include_dirs, debug=self.debug,
+                extra_postargs=[*cxx, *flags, f"-DCPU_CAPABILITY={name}", f"-DCPU_CAPABILITY_{name}"])]
+        super().build_extension(ext)
+
+
 def extension():
     cpp_sources = sorted(glob.glob("csrc/*.cpp", root_dir=ROOT))
     cu_sources = sorted(glob.glob("csrc/cuda/*.cu", root_dir=ROOT))
+    capability_sources = sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
+    # setuptools rebuilds when a source or a `depends` file is newer than the built library.
+    depends = capability_sources + sorted(glob.glob("csrc/include/*.h", root_dir=ROOT))
+    macros = [(f"DISTILL_CPU_{name}", None) for name in CPU_CAPABILITIES if name != "DEFAULT"]
     # -fopenmp: at::parallel_for is inline in torch's headers (#pragma omp); without it, it runs
     # serially. The resulting libgomp.so.1 dependency resolves to the copy torch already loaded.
     kwargs = dict(
@@ -52,11 +83,16 @@ def extension():
         # rpath to the torch it was built against, so `import distill._C` finds libc10/libtorch_cpu
         # even before `import torch` (once torch is loaded, its already-loaded copies are used).
         runtime_library_dirs=[os.path.join(os.path.dirname(torch.__file__), "lib")],
+        depends=depends,
     )
     if want_cuda(cu_sources):
-        return CUDAExtension("distill._C", cpp_sources + cu_sources, define_macros=[("DISTILL_WITH_CUDA", None)], **kwargs)
-    kwargs["extra_compile_args"] = kwargs["extra_compile_args"]["cxx"]
-    return CppExtension("distill._C", cpp_sources, **kwargs)
+        ext = CUDAExtension("distill._C", cpp_sources + cu_sources,
+                            define_macros=macros + [("DISTILL_WITH_CUDA", None)], **kwargs)
+    else:
+        kwargs["extra_compile_args"] = kwargs["extra_compile_args"]["cxx"]
+        ext = CppExtension("distill._C", cpp_sources, define_macros=macros, **kwargs)
+    ext.capability_sources = capability_sources
+    return ext
 
 
 PYARROW = "pyarrow>=20,<21"  # pyarrow>=21 refuses to import under numpy 1.x
@@ -93,6 +129,6 @@ setup(
     ],
     extras_require={"train": TRAIN, "bench": BENCH, "dev": DEV},
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtensionPerCapability.with_options(use_ninja=True)},
     zip_safe=False,
 )

@@ -19,4 +19,13 @@ TORCH_LIBRARY(distill, m) {
 
   // frames uint8 (..., F, H, W, 3), mean/std float32 (3,) -> float32 (..., F*3, H, W).
   m.def("normalize_frames(Tensor frames, Tensor mean, Tensor std) -> Tensor");
+
+  // accel, curvature (..., T), v0 (...), one floating dtype -> poses x, y, yaw (..., T) at
+  // t1..tT of the unicycle model (distill/kinematics.py), and the gradients of accel, curvature
+  // and v0 from those of x, y, yaw. dt is a constant.
+  m.def("unicycle_rollout(Tensor accel, Tensor curvature, Tensor v0, float dt) -> (Tensor, Tensor, Tensor)",
+        {at::Tag::pt2_compliant_tag});
+  m.def("unicycle_rollout_backward(Tensor grad_x, Tensor grad_y, Tensor grad_yaw, Tensor accel, "
+        "Tensor curvature, Tensor v0, float dt) -> (Tensor, Tensor, Tensor)",
+        {at::Tag::pt2_compliant_tag});
 }
