@@ -22,6 +22,7 @@ from .training.args import (ConfigError, absolute_paths, build_parser, check_com
                             explicit_flags, resolve_resume, run_config)
 from .training.data import ActionTargets, actions_cache_dir, load_datasets, make_loader
 from .training.ema import EMA
+from .training.negatives import NegativeQueue
 from .training.runtime import freeze_batchnorm, model_config, optimizer_for, pick_device, seed_all
 from .training.schedule import lr_at
 from .training.step import LossWeights, loss_terms, predict
@@ -70,12 +71,16 @@ def train(args, explicit: set[str]) -> int:
         load_backbone_weights(model.trunk, args.backbone_weights)
     optimizer = optimizer_for(model, args.lr, args.weight_decay, device)
     ema = EMA(model, args.ema_decay) if args.ema else None
+    negatives = (NegativeQueue(args.queue_size, cfg.embed_dim, device)
+                 if args.reasoning_negatives == "queue" else None)
     run = outputs.RunState()
     if resumed:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         if ema:
             ema.load_state_dict(resumed["ema"])
+        if negatives is not None:
+            negatives.load_state_dict(resumed["negatives"])
         run = outputs.RunState(**resumed["run"])
         checkpoint.set_rng_state(resumed["rng"])  # last: everything above may draw numbers
         print(f"resumed {args.resume} at epoch {run.epoch}, step {run.step}")
@@ -110,7 +115,9 @@ def train(args, explicit: set[str]) -> int:
             batch = to_device(batch, device)
             weights = loss_weights(args, epoch - 1 + i / len(loader))
             terms = loss_terms(predict(forward_model, batch, cfg, stats), batch, target, cfg,
-                               stats, weights)
+                               stats, weights, negatives)
+            if negatives is not None:
+                negatives.push(batch["coc_embedding"], batch["coc_id"])
             (terms["loss"] / group).backward()
             n = len(batch["clip_id"])
             sums += torch.stack([terms[k].detach() for k in
@@ -162,6 +169,7 @@ def train(args, explicit: set[str]) -> int:
         # --- checkpoints -----------------------------------------------------------------------
         state = {"config": config, "model_config": asdict(cfg), "model": model.state_dict(),
                  "ema": ema.state_dict() if ema else None, "optimizer": optimizer.state_dict(),
+                 "negatives": negatives.state_dict() if negatives is not None else None,
                  "scheduler": {"schedule": args.lr_schedule, "step": run.step},
                  "run": run.as_dict(), "rng": checkpoint.rng_state(),
                  "action_stats": stats.to_dict(), "metrics": record}

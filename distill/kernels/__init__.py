@@ -1,11 +1,14 @@
 """Triton kernels (``contrastive``: the fused InfoNCE) and the rule that picks a backend.
 
-Importing this package does not import Triton: ``distill.kernels.contrastive`` does, and is only
-imported where Triton is installed (CPU-only torch wheels ship without it).
+Importing this package does not import Triton: ``distill.kernels.contrastive`` does, at the first
+call that selects the Triton backend. That matters twice: CPU-only torch wheels ship without
+Triton, and TRITON_INTERPRET=1 only works when set before Triton is imported (Triton wraps its own
+library functions, tl.sum and the like, for the interpreter or for the compiler at import).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 from torch import Tensor
@@ -17,8 +20,13 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_TRITON_DIM = 1024
 
 
-def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
+def interpreter_on() -> bool:
+    """TRITON_INTERPRET is set (as Triton reads it): kernels run on CPU tensors, interpreted.
+    (torch.compile reads it once, while tracing.)"""
+    return os.environ.get("TRITON_INTERPRET", "").lower() in ("1", "true", "on")
 
 
 def triton_unsupported(device_type: str, dtype: torch.dtype, dim: int, interpreter: bool,

@@ -32,8 +32,9 @@ import triton.language as tl
 from torch import Tensor
 from torch._subclasses.functional_tensor import FunctionalTensorMode
 from torch.library import triton_op, wrap_triton
+from triton.runtime.interpreter import InterpretedFunction
 
-from . import check_inputs, triton_unsupported
+from . import check_inputs, interpreter_on, triton_unsupported
 
 _LOG2E = tl.constexpr(1.4426950408889634)  # logits are kept in base 2: exp2 is the fast path
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -174,9 +175,12 @@ class _Kernels:
 
 @functools.cache
 def _kernels() -> _Kernels:
-    """The kernels, jit-wrapped at first use rather than at import: Triton reads TRITON_INTERPRET
-    when it wraps them, and a process (a test session) may set it after importing distill."""
+    """The kernels, jit-wrapped at their first use, for the interpreter when TRITON_INTERPRET is
+    set then (a test session sets it for its interpreter tests only)."""
     interpreted = bool(triton.knobs.runtime.interpret)
+    if interpreted and not isinstance(tl.sum, InterpretedFunction):
+        raise RuntimeError("TRITON_INTERPRET=1 was set after Triton was imported; set it before "
+                           "(Triton wraps tl.sum and the like for the interpreter at import)")
     configs = _tile_configs(interpreted)
     kernels = _Kernels(
         row_lse=triton.autotune(configs, key=["n_q", "n_k", "dim"])(triton.jit(_row_lse)),
@@ -200,7 +204,7 @@ def _opaque(mode, op, types, args, kwargs):
 def interpreting() -> bool:
     """Whether Triton's interpreter is on (TRITON_INTERPRET=1) and the kernels were built for
     it, so they run on CPU tensors. Checks the variable first: it builds nothing while off."""
-    return bool(triton.knobs.runtime.interpret) and _kernels().interpreted
+    return interpreter_on() and _kernels().interpreted
 
 
 def _inverse_norms(x: Tensor) -> Tensor:

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reasoning-weight", type=_non_negative_float, default=0.25)
     g.add_argument("--reasoning-warmup-epochs", type=_non_negative_float, default=20)
     g.add_argument("--temperature", type=_positive_float, default=0.07)
+    g.add_argument("--reasoning-negatives", choices=("batch", "queue"), default="batch",
+                   help="distill: InfoNCE negatives: the batch's other teacher rows, or also a "
+                   "queue of the last --queue-size training samples' (docs/reasoning.md)")
+    g.add_argument("--queue-size", type=_positive_int, default=4096,
+                   help="distill: teacher rows kept by --reasoning-negatives queue")
     g.add_argument("--action-weight", type=_non_negative_float, default=0.0,
                    help="weight of action supervision (discrete mode: of the cross-entropy, "
                    "1 when this is 0)")
@@ -190,5 +195,7 @@ def resolve_resume(args: argparse.Namespace, explicit: set[str], saved: dict,
 def check_combinations(args: argparse.Namespace) -> None:
     if args.discrete_actions and args.no_unicycle:
         raise ConfigError("--discrete-actions needs unicycle mode; drop --no-unicycle")
+    if args.reasoning_negatives == "queue" and args.model != "reasoning":
+        raise ConfigError("--reasoning-negatives queue needs --model reasoning")
     if args.overfit_tiny and (args.max_train_samples or args.max_val_samples):
         raise ConfigError("--overfit-tiny sets both splits; drop --max-train/val-samples")

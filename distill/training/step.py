@@ -12,7 +12,8 @@ from ..kinematics import ActionStats, estimate_v0
 from ..metrics import trajectory_metrics
 from ..models import ModelConfig
 from ..models.student import DIRECT_SCALE, history_input
-from ..ops import unicycle_rollout
+from ..ops import info_nce, unicycle_rollout
+from .negatives import NegativeQueue
 
 
 @dataclass
@@ -51,7 +52,8 @@ def predict(model, batch: dict, cfg: ModelConfig, stats: ActionStats) -> Predict
 
 
 def loss_terms(pred: Prediction, batch: dict, target_actions: Tensor, cfg: ModelConfig,
-               stats: ActionStats, w: LossWeights) -> dict[str, Tensor]:
+               stats: ActionStats, w: LossWeights,
+               negatives: NegativeQueue | None = None) -> dict[str, Tensor]:
     """Scalar terms ``pos``, ``yaw``, ``action``, ``reasoning`` and their weighted ``loss``."""
     zero = pred.xy.new_zeros(())
     terms = {
@@ -70,8 +72,11 @@ def loss_terms(pred: Prediction, batch: dict, target_actions: Tensor, cfg: Model
         terms["action"] = losses.action_loss(pred.heads["actions"][:, 0],
                                              stats.normalize(target_actions))
     if "embedding" in pred.heads:
-        terms["reasoning"] = losses.info_nce(pred.heads["embedding"], batch["coc_embedding"],
-                                             w.temperature, teacher_ids=batch["coc_id"])
+        teacher, ids = batch["coc_embedding"], batch["coc_id"]
+        if negatives is not None:  # --reasoning-negatives queue: past rows after the batch's
+            teacher, ids = negatives.extend(teacher, ids)
+        terms["reasoning"] = info_nce(pred.heads["embedding"], teacher, w.temperature,
+                                      teacher_ids=ids)
     terms["loss"] = (terms["pos"] + w.yaw * terms["yaw"] + action_weight * terms["action"]
                      + w.reasoning * terms["reasoning"])
     return terms

@@ -3,6 +3,8 @@ the device and read back once."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from ..data.formats import DT
 from ..kinematics import estimate_v0
@@ -28,6 +30,7 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
     per_sample: dict[str, list] = {}
     kept = {"pred_xy": [], "gt_xy": [], "clip_id": [], "t0_us": [], "actions": [],
             "target_actions": []}
+    embeddings = []  # (student, teacher, coc_id) per batch, reasoning students only
     count = 0
     for batch in loader:
         target = actions.lookup(batch["clip_id"], batch["t0_us"]).to(device)
@@ -41,6 +44,8 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + v.sum()
             per_sample.setdefault(k, []).append(v)
+        if "embedding" in pred.heads:
+            embeddings.append((pred.heads["embedding"], batch["coc_embedding"], batch["coc_id"]))
         if keep_predictions:
             kept["pred_xy"].append(pred.xy)
             kept["gt_xy"].append(batch["trajectory_xyz"][..., :2])
@@ -51,6 +56,10 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
             kept["target_actions"].append(target)
         count += n
     result = {k: float(v) / count for k, v in sums.items()}  # one read-back per key
+    result["coc_top1"] = result["coc_top5"] = None  # no embedding (baseline): null in the log
+    if embeddings:
+        student, teacher, ids = (torch.cat(parts) for parts in zip(*embeddings))
+        result["coc_top1"], result["coc_top5"] = coc_retrieval(student, teacher, ids).tolist()
     if kept["actions"]:
         result["action_stats"] = summarize_actions(torch.cat(kept["actions"]),
                                                    torch.cat(kept["target_actions"]))
@@ -60,6 +69,21 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
         result["gt_xy"] = torch.cat(kept["gt_xy"]).cpu()
         result["keys"] = list(zip(kept["clip_id"], torch.cat(kept["t0_us"]).tolist()))
     return result
+
+
+def coc_retrieval(student: Tensor, teacher: Tensor, ids: Tensor, ks=(1, 5)) -> Tensor:
+    """For each k, the fraction of samples whose own sentence is among the k distinct sentences
+    whose teacher embeddings are nearest (cosine) to the sample's student embedding.
+
+    student, teacher (V, D), ids (V,) sentence ids -> (len(ks),) on the device. The candidates
+    are one teacher row per distinct id; k is capped at their number."""
+    distinct, own = torch.unique(ids, return_inverse=True)  # own: (V,) candidate of each sample
+    rows = torch.arange(len(ids), device=ids.device)
+    first = torch.full_like(distinct, len(ids)).scatter_reduce(0, own, rows, "amin")  # (C,)
+    cosine = F.normalize(student, dim=-1) @ F.normalize(teacher[first], dim=-1).T  # (V, C)
+    nearest = cosine.topk(min(max(ks), len(distinct)), dim=1).indices  # (V, k_max)
+    hit = nearest == own[:, None]
+    return torch.stack([hit[:, :k].any(1).float().mean() for k in ks])
 
 
 def summarize_actions(pred, target) -> dict:

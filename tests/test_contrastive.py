@@ -1,0 +1,250 @@
+"""The fused Triton InfoNCE (distill.kernels.contrastive) against the reference
+(distill.losses.info_nce), on CUDA tensors where there is a GPU, and otherwise on CPU tensors
+through Triton's interpreter in a worker process; the backend rule; the negative queue; the
+validation retrieval metric."""
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import torch
+
+from distill import kernels, ops
+from distill.training.negatives import NegativeQueue
+from distill.training.validate import coc_retrieval
+
+F32, F64 = torch.float32, torch.float64
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_triton = pytest.mark.skipif(not kernels.TRITON_INSTALLED, reason="triton is not installed")
+
+
+@pytest.fixture(scope="module")
+def run_triton():
+    """run_triton(fn, *args): fn(*args) where the Triton kernels run. With a GPU, here; without,
+    in a worker process started with TRITON_INTERPRET=1: the interpreter needs the variable set
+    before Triton is first imported (Triton wraps tl.sum and the like for it at import), and in
+    this process torchvision (through distill.models) has already imported Triton."""
+    if DEVICE == "cuda":
+        yield lambda fn, *args: fn(*args)
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "1")  # inherited by the worker, which starts right here
+        pool = multiprocessing.get_context("spawn").Pool(1)
+    with pool:
+        yield lambda fn, *args: pool.apply(fn, args)
+
+
+def _inputs(n_student, n_teacher, with_ids, seed=0, dim=384):
+    """float64 student (B, dim), teacher (N, dim) and ids (N,) or None, on DEVICE."""
+    g = torch.Generator().manual_seed(seed)
+    # Rows of different norms, so the L2-normalization's Jacobian matters.
+    student = torch.randn(n_student, dim, generator=g, dtype=F64) * (torch.rand(n_student, 1, generator=g, dtype=F64) + 0.5)
+    teacher = torch.randn(n_teacher, dim, generator=g, dtype=F64) * (torch.rand(n_teacher, 1, generator=g, dtype=F64) + 0.5)
+    # ids drawn from few values, so same-sentence pairs (excluded negatives) are common
+    ids = torch.randint(0, max(2, n_teacher // 3), (n_teacher,), generator=g) if with_ids else None
+    return student.to(DEVICE), teacher.to(DEVICE), None if ids is None else ids.to(DEVICE)
+
+
+def _loss_and_grads(student, teacher, ids, dtype, temperature, symmetric, backend):
+    """[loss, d student, d teacher] as float64 CPU tensors."""
+    s = student.to(dtype, copy=True).requires_grad_()
+    t = teacher.to(dtype, copy=True).requires_grad_()
+    loss = ops.info_nce(s, t, temperature, symmetric, ids, backend=backend)
+    loss.backward()
+    return [x.detach().double().cpu() for x in (loss, s.grad, t.grad)]
+
+
+def _three_ways(n_student, n_teacher, with_ids, seed, dtype, temperature, symmetric):
+    """(exact: float64 reference, reference at dtype, ours at dtype), each [loss, dS, dT]."""
+    inputs = _inputs(n_student, n_teacher, with_ids, seed)
+    return (_loss_and_grads(*inputs, F64, temperature, symmetric, "torch"),
+            _loss_and_grads(*inputs, dtype, temperature, symmetric, "torch"),
+            _loss_and_grads(*inputs, dtype, temperature, symmetric, "triton"))
+
+
+def _max_error(got, want):
+    return float((got - want).abs().max())
+
+
+def _assert_as_close_as_the_reference(exact, reference, ours, dtype):
+    """Loss, d student and d teacher of ours are within 4x the reference's error at the same
+    dtype (both against the float64 reference), or 4x a few ulps of the value's scale where
+    the reference happens to be (nearly) exact."""
+    eps = torch.finfo(dtype).eps
+    for name, want, ref, got in zip(("loss", "d student", "d teacher"), exact, reference, ours):
+        scale = float(want.abs().max())
+        tolerance = 4 * max(_max_error(ref, want), 4 * eps * scale)
+        assert _max_error(got, want) <= tolerance, (name, _max_error(got, want),
+                                                    _max_error(ref, want), scale)
+
+
+@needs_triton
+@pytest.mark.parametrize("n_student", [1, 7, 48, 130])
+@pytest.mark.parametrize("teacher_factor", [1, 3])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("temperature", [0.07, 1.0])
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_matches_the_reference_in_float32(run_triton, n_student, teacher_factor, symmetric,
+                                          temperature, with_ids):
+    """Loss, d student and d teacher in float32 are as close to the float64 reference as the
+    float32 reference is (measured: at most 1.4x its error over these 64 cases)."""
+    results = run_triton(_three_ways, n_student, n_student * teacher_factor, with_ids,
+                         n_student * 10 + teacher_factor, F32, temperature, symmetric)
+    _assert_as_close_as_the_reference(*results, F32)
+
+
+@needs_triton
+def test_half_precision_matches_the_reference(run_triton):
+    """float16 in, float32 accumulation inside: within the float16 reference's own error."""
+    results = run_triton(_three_ways, 48, 144, True, 0, torch.float16, 0.07, True)
+    _assert_as_close_as_the_reference(*results, torch.float16)
+
+
+def _student_grads_without_teacher_grad():
+    """d student by (triton, torch) when the teacher rows need no gradient (labels)."""
+    student, teacher, ids = _inputs(7, 21, with_ids=True)
+    grads = []
+    for backend in ("triton", "torch"):
+        s = student.float().requires_grad_()
+        ops.info_nce(s, teacher.float(), teacher_ids=ids, backend=backend).backward()
+        grads.append(s.grad.cpu())
+    return grads
+
+
+@needs_triton
+def test_teacher_labels_get_no_gradient(run_triton):
+    ours, reference = run_triton(_student_grads_without_teacher_grad)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-7)
+
+
+def _compiled_and_eager():
+    """(loss, d student, d teacher) of a function calling ops.info_nce, eager then compiled
+    (fullgraph: one graph, the ops visible to torch.compile)."""
+    student, teacher, ids = _inputs(20, 60, with_ids=True)
+
+    def loss_fn(s, t):
+        return ops.info_nce(s * 2, t, 0.1, True, ids) + 1
+
+    results = []
+    for fn in (loss_fn, torch.compile(loss_fn, fullgraph=True, backend="aot_eager")):
+        s, t = student.float().requires_grad_(), teacher.float().requires_grad_()
+        loss = fn(s, t)
+        loss.backward()
+        results.append([x.detach().cpu() for x in (loss, s.grad, t.grad)])
+    return results
+
+
+@needs_triton
+def test_torch_compile_fullgraph(run_triton):
+    eager, compiled = run_triton(_compiled_and_eager)
+    for want, got in zip(eager, compiled):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_takes_the_triton_path_on_cuda(monkeypatch):
+    from distill.kernels import contrastive
+    calls = []
+    fused = contrastive.info_nce
+    monkeypatch.setattr(contrastive, "info_nce", lambda *a: calls.append(a) or fused(*a))
+    student, teacher, ids = _inputs(1024, 4096, with_ids=True)
+    got = ops.info_nce(student.float(), teacher.float(), teacher_ids=ids)
+    assert len(calls) == 1
+    want = ops.info_nce_reference(student, teacher, teacher_ids=ids)
+    assert abs(float(got) - float(want)) <= 1e-4 * abs(float(want))
+
+
+@pytest.mark.parametrize("requested,device,dtype,dim,interpreter,installed,want", [
+    ("auto", "cuda", F32, 384, False, True, "triton"),
+    ("auto", "cuda", torch.bfloat16, 384, False, True, "triton"),
+    ("auto", "cpu", F32, 384, True, True, "triton"),
+    ("auto", "cpu", F32, 384, False, True, "torch"),
+    ("auto", "cuda", F32, 384, False, False, "torch"),  # no triton package
+    ("auto", "cuda", F64, 384, False, True, "torch"),  # the kernels accumulate in float32
+    ("auto", "cuda", F32, 4096, False, True, "torch"),  # rows too wide for a tile
+    ("auto", "cpu", torch.bfloat16, 384, True, True, "torch"),  # interpreter's bf16 dots
+    ("auto", "mps", F32, 384, False, True, "torch"),
+    ("torch", "cuda", F32, 384, False, True, "torch"),
+    ("triton", "cuda", torch.float16, 384, False, True, "triton"),
+    ("triton", "cpu", F32, 384, True, True, "triton"),
+])
+def test_backend_rule(requested, device, dtype, dim, interpreter, installed, want):
+    assert kernels.select_backend(requested, device, dtype, dim, interpreter, installed) == want
+
+
+@pytest.mark.parametrize("device,dtype,dim,interpreter,installed,message", [
+    ("cpu", F32, 384, False, True, "TRITON_INTERPRET=1"),
+    ("cuda", F64, 384, False, True, "float32, float16 and bfloat16, got torch.float64"),
+    ("cuda", F32, 2048, False, True, "D <= 1024, got D=2048"),
+    ("cuda", F32, 384, False, False, "triton package"),
+])
+def test_explicit_triton_that_cannot_run_is_an_error(device, dtype, dim, interpreter, installed,
+                                                     message):
+    with pytest.raises(ValueError, match=f"backend='triton' .*{message}"):
+        kernels.select_backend("triton", device, dtype, dim, interpreter, installed)
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="backend must be one of auto, triton, torch, got 'cuda'"):
+        ops.info_nce(torch.zeros(2, 4), torch.zeros(3, 4), backend="cuda")
+
+
+@pytest.mark.parametrize("args,message", [
+    ((torch.zeros(2, 4), torch.zeros(3, 5)), "same D"),
+    ((torch.zeros(2, 3, 4), torch.zeros(3, 4)), "same D"),
+    ((torch.zeros(3, 4), torch.zeros(2, 4)), "N=2 < B=3"),
+    ((torch.zeros(2, 4), torch.zeros(3, 4), 0.07, False, torch.zeros(2, dtype=torch.long)), "teacher_ids"),
+    ((torch.zeros(2, 4), torch.zeros(3, 4), 0.07, False, torch.zeros(3)), "teacher_ids"),
+    ((torch.zeros(2, 4), torch.zeros(3, 4), 0.0), "temperature"),
+])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_bad_inputs_get_the_reference_errors(args, message, backend):
+    with pytest.raises(ValueError, match=message):
+        ops.info_nce(*args, backend=backend)
+    with pytest.raises(ValueError, match=message):
+        ops.info_nce_reference(*args)
+
+
+def test_queue_is_a_fifo_of_the_last_rows():
+    queue = NegativeQueue(size=5, dim=2, device="cpu")
+    batch, batch_ids = torch.zeros(2, 2), torch.tensor([7, 8])
+    teacher, ids = queue.extend(batch, batch_ids)  # empty queue: the batch alone
+    assert teacher.shape == (2, 2) and ids.tolist() == [7, 8]
+    for start in (0, 3, 6):  # rows 0..8 pushed 3 at a time; the last 5 remain
+        rows = torch.arange(start, start + 3, dtype=F32)
+        queue.push(rows[:, None].repeat(1, 2), rows.long() + 100)
+    teacher, ids = queue.extend(batch, batch_ids)
+    assert teacher.shape == (7, 2) and ids[:2].tolist() == [7, 8]
+    assert sorted(ids[2:].tolist()) == [104, 105, 106, 107, 108]
+    assert sorted(teacher[2:, 0].tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    queue.push(torch.arange(12, dtype=F32)[:, None].repeat(1, 2), torch.arange(12))  # B > size
+    assert sorted(queue.extend(batch, batch_ids)[1][2:].tolist()) == [7, 8, 9, 10, 11]
+
+
+def test_queue_state_round_trips():
+    queue = NegativeQueue(size=4, dim=3, device="cpu")
+    queue.push(torch.randn(3, 3), torch.tensor([1, 2, 3]))
+    copy = NegativeQueue(size=4, dim=3, device="cpu")
+    copy.load_state_dict(queue.state_dict())
+    queue.push(torch.ones(2, 3), torch.tensor([9, 9]))
+    copy.push(torch.ones(2, 3), torch.tensor([9, 9]))
+    for a, b in zip(queue.extend(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
+                    copy.extend(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="does not match"):
+        NegativeQueue(size=8, dim=3, device="cpu").load_state_dict(queue.state_dict())
+
+
+def test_coc_retrieval_by_hand():
+    # Three sentences (ids 0, 1, 2) along the axes; sample 3 repeats sentence 0.
+    teacher = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
+    ids = torch.tensor([0, 1, 2, 0])
+    student = torch.tensor([
+        [2.0, 0.1, 0.0],  # nearest sentence 0: its own -> top-1 hit
+        [1.0, 0.5, 0.0],  # nearest 0, then 1 (its own): top-1 miss, top-2 hit
+        [0.0, 1.0, 0.1],  # nearest 1, then 2 (its own)
+        [-1.0, 0.0, 0.0],  # farthest from its own (0): last of the 3 candidates
+    ])
+    top1, top2, top3, top5 = coc_retrieval(student, teacher, ids, ks=(1, 2, 3, 5)).tolist()
+    assert (top1, top2, top3, top5) == (0.25, 0.75, 1.0, 1.0)  # k capped at 3 candidates
