@@ -6,7 +6,9 @@ test oracle and the fallback where there is no compiled kernel), and its ``regis
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -22,6 +24,7 @@ __all__ = [
     "normalize_frames_reference",
     "unicycle_rollout",
     "unicycle_rollout_reference",
+    "use_rollout",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -84,13 +87,102 @@ def _(frames: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 from .kinematics import unicycle_rollout_reference  # noqa: E402  (the test oracle, pure torch)
 
+ROLLOUTS = ("fused", "reference")
+_rollout = "fused"  # what unicycle_rollout runs (use_rollout)
+# Device types with a kernel in distill._C (CUDA only when it was built with CUDA); meta tensors
+# get their shapes from the fake kernel below.
+_FUSED_DEVICES = frozenset({"meta"} | {
+    key.lower() for key in ("CPU", "CUDA")
+    if torch._C._dispatch_has_kernel_for_dispatch_key("distill::unicycle_rollout", key)})
+_warned_devices: set[str] = set()
+
+
+@contextmanager
+def use_rollout(name: str):
+    """Within the block, ``unicycle_rollout`` runs ``name``: "fused" (the compiled op, the
+    default) or "reference" (``unicycle_rollout_reference``, plain PyTorch, for A/B runs: the
+    trainer's and evaluator's ``--rollout``). Process-wide; restored on exit."""
+    global _rollout
+    if name not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {name!r}")
+    previous, _rollout = _rollout, name
+    try:
+        yield
+    finally:
+        _rollout = previous
+
 
 def unicycle_rollout(accel: Tensor, curvature: Tensor, v0: Tensor, dt: float) -> tuple[
         Tensor, Tensor, Tensor]:
     """Poses (x, y, yaw), each (..., T), at t1..tT of the discrete unicycle model driven by
     acceleration (..., T) and curvature (..., T) from speed v0 (...); see
-    ``distill.kinematics.unicycle_rollout_reference`` for the equations."""
-    return unicycle_rollout_reference(accel, curvature, v0, dt)
+    ``distill.kinematics.unicycle_rollout_reference`` for the equations.
+
+    Differentiable in accel, curvature and v0 (dt is a constant). float32/float64, and
+    float16/bfloat16 computed in float32. Runs ``torch.ops.distill.unicycle_rollout`` (one fused
+    kernel per direction, CPU SIMD or CUDA; docs/compiled_ops.md) unless
+    ``use_rollout("reference")`` is active; on a device without a compiled kernel it warns once
+    and runs the reference.
+    """
+    if _rollout == "reference":
+        return unicycle_rollout_reference(accel, curvature, v0, dt)
+    if accel.device.type not in _FUSED_DEVICES:
+        _warn_no_kernel(accel.device.type)
+        return unicycle_rollout_reference(accel, curvature, v0, dt)
+    return torch.ops.distill.unicycle_rollout(accel, curvature, v0, float(dt))
+
+
+def _warn_no_kernel(device: str) -> None:
+    if device not in _warned_devices:
+        _warned_devices.add(device)
+        hint = " (rebuild with DISTILL_BUILD_CUDA=1, see setup.py)" if device == "cuda" else ""
+        warnings.warn(f"distill._C has no {device} kernel for unicycle_rollout{hint}; running "
+                      "the PyTorch reference instead", stacklevel=3)
+
+
+def _check_rollout_inputs(op: str, accel: Tensor, curvature: Tensor, v0: Tensor) -> None:
+    floating = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    torch._check(accel.dtype in floating, lambda: f"{op}: accel must be a floating tensor "
+                 f"(float32, float64, float16 or bfloat16), got {accel.dtype}")
+    for name, t in (("curvature", curvature), ("v0", v0)):
+        torch._check(t.dtype == accel.dtype,
+                     lambda: f"{op}: {name} must be {accel.dtype}, got {t.dtype}")
+    torch._check(accel.dim() >= 1,
+                 lambda: f"{op}: accel must have shape (..., T), got {tuple(accel.shape)}")
+    torch._check(curvature.shape == accel.shape, lambda: f"{op}: curvature must have shape "
+                 f"{tuple(accel.shape)}, got {tuple(curvature.shape)}")
+    torch._check(v0.shape == accel.shape[:-1], lambda: f"{op}: v0 must have shape "
+                 f"{tuple(accel.shape[:-1])}, got {tuple(v0.shape)}")
+
+
+@torch.library.register_fake("distill::unicycle_rollout")
+def _(accel: Tensor, curvature: Tensor, v0: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    _check_rollout_inputs("distill::unicycle_rollout", accel, curvature, v0)
+    return accel.new_empty(accel.shape), accel.new_empty(accel.shape), accel.new_empty(accel.shape)
+
+
+@torch.library.register_fake("distill::unicycle_rollout_backward")
+def _(grad_x: Tensor, grad_y: Tensor, grad_yaw: Tensor, accel: Tensor, curvature: Tensor,
+      v0: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    _check_rollout_inputs("distill::unicycle_rollout_backward", accel, curvature, v0)
+    return accel.new_empty(accel.shape), accel.new_empty(accel.shape), v0.new_empty(v0.shape)
+
+
+def _rollout_setup_context(ctx, inputs, output) -> None:
+    accel, curvature, v0, dt = inputs
+    ctx.save_for_backward(accel, curvature, v0)  # the backward recomputes the states from these
+    ctx.dt = dt
+
+
+def _rollout_backward(ctx, grad_x: Tensor, grad_y: Tensor, grad_yaw: Tensor):
+    accel, curvature, v0 = ctx.saved_tensors
+    grads = torch.ops.distill.unicycle_rollout_backward(grad_x, grad_y, grad_yaw, accel, curvature,
+                                                        v0, ctx.dt)
+    return (*grads, None)
+
+
+torch.library.register_autograd("distill::unicycle_rollout", _rollout_backward,
+                                setup_context=_rollout_setup_context)
 
 
 # --------------------------------------------------------------------------------------------
