@@ -1,0 +1,127 @@
+"""nuScenes prediction: the challenge's agents (``get_prediction_challenge_split``), their 2 s
+history and 6 s future at 2 Hz from ``PredictHelper``, and the devkit's rasterized input
+(``InputRepresentation`` of ``StaticLayerRasterizer`` + ``AgentBoxesWithFadedHistory`` combined
+by ``Rasterizer``): the map layers and the agents' boxes with faded history, the target facing
+up, 40 m ahead, 10 m behind, 25 m either side.
+
+Layout (the dataset as downloaded with the map expansion):
+
+    ROOT/v1.0-trainval/*.json (or ROOT/v1.0-mini/*.json: the mini_train / mini_val splits)
+    ROOT/maps/expansion/{location}.json, ROOT/maps/prediction/prediction_scenes.json
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.readers import DataError
+from ..ops import IMAGENET_MEAN, IMAGENET_STD
+from .common import BenchmarkDataset, trajectory_index
+from .vectors import Frame
+
+HISTORY_S, FUTURE_S, HZ = 2, 6, 2
+HISTORY_STEPS, FUTURE_STEPS = HISTORY_S * HZ + 1, FUTURE_S * HZ  # t0 included in the history
+RASTER_METRES = 50.0  # the devkit's default extent: 40 ahead + 10 behind, 25 + 25 across
+# version folder -> (prediction split names of our "train" and "val")
+VERSIONS = {"v1.0-trainval": ("train", "val"), "v1.0-mini": ("mini_train", "mini_val")}
+
+
+def _devkit():
+    try:
+        from nuscenes import NuScenes
+        from nuscenes.eval.prediction.splits import get_prediction_challenge_split
+        from nuscenes.prediction import PredictHelper
+        from nuscenes.prediction.input_representation import (agents, combinators, interface,
+                                                               static_layers)
+    except ImportError as e:
+        raise DataError(f"--benchmark nuscenes needs nuscenes-devkit ({e}); "
+                        "pip install -e '.[bench]'") from None
+    return NuScenes, PredictHelper, get_prediction_challenge_split, (
+        interface.InputRepresentation, static_layers.StaticLayerRasterizer,
+        agents.AgentBoxesWithFadedHistory, combinators.Rasterizer)
+
+
+def _yaw(record: dict) -> float:
+    """Heading of an annotation's quaternion (w, x, y, z) about z."""
+    w, x, y, z = record["rotation"]
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def agent_trajectory(helper, instance: str, sample: str, where: str) -> tuple:
+    """(key, history xy, history yaw, future xy, future yaw) of one challenge agent in its frame
+    at t0. A history shorter than 2 s (an agent first seen less than 2 s ago) is padded with
+    its earliest pose, i.e. as if it had stood there; the future must be complete."""
+    now = helper.get_sample_annotation(instance, sample)
+    past = helper.get_past_for_agent(instance, sample, HISTORY_S, in_agent_frame=False,
+                                     just_xy=False)[::-1]  # oldest first
+    future = helper.get_future_for_agent(instance, sample, FUTURE_S, in_agent_frame=False,
+                                         just_xy=False)
+    if len(future) != FUTURE_STEPS:
+        raise DataError(f"{where}: agent {instance}_{sample} has {len(future)} future "
+                        f"annotations, the benchmark needs {FUTURE_STEPS} (6 s at 2 Hz)")
+    history = [past[0]] * (HISTORY_STEPS - 1 - len(past)) + list(past) + [now]
+    frame = Frame(np.array(now["translation"][:2]), _yaw(now))
+
+    def poses(records):
+        xy = frame.points(np.array([r["translation"][:2] for r in records]))
+        return xy, frame.angles(np.array([_yaw(r) for r in records]))
+
+    key = (instance, int(helper.data.get("sample", sample)["timestamp"]))
+    return (key, *poses(history), *poses(future))
+
+
+class NuScenesPrediction(BenchmarkDataset):
+    """Items: the common trajectory keys (S = 5, T = 12 at 0.5 s) plus ``raster`` float32
+    (3, R, R), ImageNet-normalized, covering 50 m x 50 m (50 / R m per pixel)."""
+
+    def __init__(self, helper, tokens: list[str], resolution: int, where: str):
+        representation, static_layer, agent_boxes, combine = _devkit()[3]
+        pairs = [tuple(token.split("_")) for token in tokens]
+        rows = [agent_trajectory(helper, inst, sample, where) for inst, sample in pairs]
+        super().__init__(trajectory_index([r[0] for r in rows],
+                                          *(np.stack([r[i] for r in rows]) for i in range(1, 5))))
+        self.pairs, self.resolution = pairs, resolution
+        metres_per_pixel = RASTER_METRES / resolution
+        self.rasterizer = representation(
+            static_layer(helper, resolution=metres_per_pixel),
+            agent_boxes(helper, seconds_of_history=HISTORY_S, frequency_in_hz=HZ,
+                        resolution=metres_per_pixel),
+            combine())
+
+    @classmethod
+    def open(cls, root, split: str, resolution: int, limit: int = 0) -> "NuScenesPrediction":
+        """The official prediction ``split`` ("train" or "val"; mini_train / mini_val for
+        v1.0-mini) of ``root``; its first ``limit`` agents when limit > 0."""
+        NuScenes, PredictHelper, challenge_split, _ = _devkit()
+        root = Path(root)
+        version = next((v for v in VERSIONS if (root / v).is_dir()), None)
+        if version is None:
+            raise DataError(f"{root}: no nuScenes tables (expected "
+                            f"{' or '.join(VERSIONS)}/ under --nuscenes-root)")
+        scenes_file = root / "maps" / "prediction" / "prediction_scenes.json"
+        if not scenes_file.is_file():
+            raise DataError(f"{scenes_file}: not found (the prediction challenge split ships "
+                            "with the nuScenes map expansion)")
+        name = VERSIONS[version][("train", "val").index(split)]
+        try:
+            nusc = NuScenes(version, dataroot=str(root), verbose=False)
+        except (AssertionError, OSError, KeyError, ValueError) as e:
+            raise DataError(f"{root / version}: not a loadable nuScenes table set "
+                            f"({type(e).__name__}: {e})") from None
+        tokens = challenge_split(name, dataroot=str(root))
+        if not tokens:
+            raise DataError(f"{scenes_file}: the {name} split has no agents")
+        return cls(PredictHelper(nusc), tokens[:limit] if limit else tokens, resolution,
+                   str(scenes_file))
+
+    def scene(self, i: int) -> dict[str, torch.Tensor]:
+        image = self.rasterizer.make_input_representation(*self.pairs[i])  # (H, W, 3) uint8
+        raster = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+        if raster.shape[-2:] != (self.resolution, self.resolution):  # int() rounding: +-1 px
+            raster = F.interpolate(raster[None], size=(self.resolution,) * 2, mode="bilinear",
+                                   align_corners=False)[0]
+        mean, std = (torch.tensor(v).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        return {"raster": (raster - mean) / std}
