@@ -20,6 +20,7 @@ from .data.readers import DataError, one_line
 from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors
 from .models import build_student, get_model_config
+from .ops import ROLLOUTS, use_rollout
 from .training import checkpoint
 from .training.data import ActionTargets, actions_cache_dir, load_dataset, make_loader
 from .training.runtime import pick_device
@@ -37,6 +38,8 @@ def parse_args(argv=None) -> Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--rollout", choices=ROLLOUTS, default="fused",
+                   help="unicycle rollout: the compiled op or plain PyTorch (same results)")
     return p.parse_args(argv)
 
 
@@ -114,7 +117,8 @@ def evaluate(args: Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        report = evaluate(args)
+        with use_rollout(args.rollout):
+            report = evaluate(args)
     except (DataError, checkpoint.CheckpointError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

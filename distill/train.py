@@ -16,6 +16,7 @@ from tqdm import tqdm
 from .data.readers import DataError, one_line
 from .kinematics import ActionStats
 from .losses import reasoning_weight
+from .ops import use_rollout
 from .models import build_student
 from .training import checkpoint, outputs
 from .training.args import (ConfigError, absolute_paths, build_parser, check_combinations,
@@ -189,7 +190,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = absolute_paths(parser.parse_args(argv))
     try:
-        return train(args, explicit_flags(parser, argv))
+        with use_rollout(args.rollout):
+            return train(args, explicit_flags(parser, argv))
     except (DataError, ConfigError, checkpoint.CheckpointError, FileExistsError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

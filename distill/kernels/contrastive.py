@@ -22,8 +22,6 @@ extra multiply per logit inside.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -154,10 +152,10 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
              dx.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-def _tile_configs(interpreted: bool) -> list:
-    if interpreted:
+def _tile_configs() -> list:
+    if INTERPRETED:
         # The interpreter runs each tile as numpy arrays, so its time goes to Python-level
-        # iterations: one config with big tiles (a test case takes ~0.1 s).
+        # iterations: one config with big tiles (B=48, N=144, symmetric: 0.17 s fwd + bwd).
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
     # Whole padded rows per tile (D=384 -> 512): larger tiles overflow shared memory in float32,
     # and the autotuner skips the configs that fail to compile for a dtype / D.
@@ -166,45 +164,21 @@ def _tile_configs(interpreted: bool) -> list:
                                (64, 64, 8, 2), (64, 64, 4, 3))]
 
 
-@dataclass(frozen=True)
-class _Kernels:
-    row_lse: object
-    grad: object
-    interpreted: bool
+# This module is imported at the first call that selects the Triton backend (distill.ops), so
+# the kernels are built for the interpreter exactly when TRITON_INTERPRET is set by then.
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+if INTERPRETED and not isinstance(tl.sum, InterpretedFunction):
+    raise RuntimeError("TRITON_INTERPRET=1 was set after Triton was imported (torchvision imports "
+                       "it); set it in the environment the process starts with")
+_row_lse_kernel = triton.autotune(_tile_configs(), key=["n_q", "n_k", "dim"])(triton.jit(_row_lse))
+_grad_kernel = triton.autotune(_tile_configs(), key=["n_student", "n_teacher", "dim",
+                                                     "FOR_STUDENT"])(triton.jit(_grad))
 
 
-@functools.cache
-def _kernels() -> _Kernels:
-    """The kernels, jit-wrapped at their first use, for the interpreter when TRITON_INTERPRET is
-    set then (a test session sets it for its interpreter tests only)."""
-    interpreted = bool(triton.knobs.runtime.interpret)
-    if interpreted and not isinstance(tl.sum, InterpretedFunction):
-        raise RuntimeError("TRITON_INTERPRET=1 was set after Triton was imported; set it before "
-                           "(Triton wraps tl.sum and the like for the interpreter at import)")
-    configs = _tile_configs(interpreted)
-    kernels = _Kernels(
-        row_lse=triton.autotune(configs, key=["n_q", "n_k", "dim"])(triton.jit(_row_lse)),
-        grad=triton.autotune(configs, key=["n_student", "n_teacher", "dim", "FOR_STUDENT"])(
-            triton.jit(_grad)),
-        interpreted=interpreted)
-    if interpreted:
-        # Interpreted kernels cannot be traced (they touch data), so under torch.compile the ops
-        # stay opaque calls (their fakes give the shapes) instead of being decomposed. The wrapper
-        # asks interpreting() before the first op call, so this is in place before any tracing.
-        for op in (info_nce_fwd, info_nce_bwd):
-            op.register_torch_dispatch(FunctionalTensorMode, _opaque)
-    return kernels
-
-
-def _opaque(mode, op, types, args, kwargs):
-    return mode.__torch_dispatch__(op, types, args, kwargs)
-
-
-@torch.compiler.assume_constant_result  # torch.compile calls it while tracing: see _kernels
 def interpreting() -> bool:
-    """Whether Triton's interpreter is on (TRITON_INTERPRET=1) and the kernels were built for
-    it, so they run on CPU tensors. Checks the variable first: it builds nothing while off."""
-    return interpreter_on() and _kernels().interpreted
+    """Whether the kernels run on CPU tensors: built for Triton's interpreter, and
+    TRITON_INTERPRET still set."""
+    return INTERPRETED and interpreter_on()
 
 
 def _inverse_norms(x: Tensor) -> Tensor:
@@ -230,7 +204,7 @@ def _launch_row_lse(q: Tensor, k: Tensor, q_inv: Tensor, k_inv: Tensor, ids: Ten
     lse = q_inv.new_empty(n_q)
     pos = q_inv.new_empty(n_q)
     dim = q.shape[1]
-    wrap_triton(_kernels().row_lse)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]),)](
+    wrap_triton(_row_lse_kernel)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]),)](
         q, k, q_inv, k_inv, ids, lse, pos, n_q, k.shape[0], dim, q.stride(0), k.stride(0),
         1.0 / temperature, HAS_IDS=has_ids, DOT_PRECISION=_dot_precision(q.dtype),
         BLOCK_D=triton.next_power_of_2(dim))
@@ -268,7 +242,7 @@ def info_nce_bwd(grad: Tensor, student: Tensor, teacher: Tensor, teacher_ids: Op
     out = torch.empty_like(own)
     n_student, dim = student.shape
     directions = 2 if symmetric else 1
-    wrap_triton(_kernels().grad)[lambda meta: (triton.cdiv(own.shape[0], meta["BLOCK_M"]),)](
+    wrap_triton(_grad_kernel)[lambda meta: (triton.cdiv(own.shape[0], meta["BLOCK_M"]),)](
         own, other, own_inv, other_inv, _ids_or_placeholder(teacher_ids, student), lse_rows,
         lse_cols, grad, out, n_student, teacher.shape[0], dim, own.stride(0), other.stride(0),
         out.stride(0), 1.0 / temperature, 1.0 / (directions * n_student),
@@ -308,6 +282,17 @@ def _backward(ctx, grad_loss, _grad_lse_rows, _grad_lse_cols):
 
 
 info_nce_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _opaque(mode, op, types, args, kwargs):
+    return mode.__torch_dispatch__(op, types, args, kwargs)
+
+
+if INTERPRETED:
+    # Interpreted kernels cannot be traced (they read data), so under torch.compile the ops stay
+    # opaque calls (their fakes give the shapes) instead of being decomposed into the kernels.
+    for _op in (info_nce_fwd, info_nce_bwd):
+        _op.register_torch_dispatch(FunctionalTensorMode, _opaque)
 
 
 def info_nce(student: Tensor, teacher: Tensor, temperature: float = 0.07, symmetric: bool = False,

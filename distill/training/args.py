@@ -7,11 +7,12 @@ import argparse
 import os
 
 from ..models import MODEL_SIZES
+from ..ops import ROLLOUTS
 
 # Flags that may differ when resuming: they change how long or where a run goes, not what it is.
 RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device"}
 # Flags that are about this invocation, never part of a run's config.
-INVOCATION_ONLY = {"resume", "overwrite"}
+INVOCATION_ONLY = {"resume", "overwrite", "rollout"}
 
 
 class ConfigError(ValueError):
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unicycle mode: discrete action tokens")
     g.add_argument("--num-action-bins", type=_positive_int, default=256)
     g.add_argument("--label-smoothing", type=_fraction, default=0.1)
+    g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
+                   help="distill: unicycle rollout implementation: the compiled op, or plain "
+                   "PyTorch (same results, for A/B; docs/compiled_ops.md)")
     g = p.add_argument_group("diagnostics")
     g.add_argument("--freeze-bn", action="store_true",
                    help="BatchNorm layers in eval mode (frozen statistics)")
