@@ -4,6 +4,7 @@ contracts (opcheck, torch.compile), edge cases, dtypes, each CPU SIMD kernel set
 choice of implementation, and the CUDA kernels (skipped without a GPU)."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -266,6 +267,32 @@ def test_device_without_a_kernel_warns_once_and_runs_the_reference(monkeypatch):
 def test_meta_tensors_get_shapes():
     x, y, yaw = unicycle_rollout(*actions((3, 5, 64), device="meta"), DT)
     assert x.shape == y.shape == yaw.shape == (3, 5, 64) and x.device.type == "meta"
+
+
+def test_trainer_rollout_flag_gives_the_same_metrics(tmp_path, monkeypatch):
+    """--rollout fused (the default) and --rollout reference train and validate alike."""
+    from distill.train import main as train_main
+    reference_calls = []
+    monkeypatch.setattr(ops, "unicycle_rollout_reference",
+                        lambda *a: reference_calls.append(1) or unicycle_rollout_reference(*a))
+    records, calls = {}, {}
+    for rollout in ops.ROLLOUTS:
+        reference_calls.clear()
+        out = tmp_path / rollout
+        assert train_main(["--model", "baseline", "--model-size", "tiny", "--offline",
+                           "--resolution", "32", "--max-epochs", "1", "--max-train-samples", "4",
+                           "--max-val-samples", "4", "--batch-size", "4", "--num-workers", "0",
+                           "--lr", "1e-3", "--warmup-epochs", "0", "--output-dir", str(out),
+                           "--rollout", rollout]) == 0
+        records[rollout] = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        calls[rollout] = len(reference_calls)
+    assert calls["fused"] == 0 and calls["reference"] > 0  # the flag chose the implementation
+    assert ops._rollout == "fused"  # restored after the run
+    fused, reference = records["fused"], records["reference"]
+    keys = [k for k in fused if k.startswith(("train_", "val_")) and isinstance(fused[k], float)]
+    assert {"train_pos", "val_ade", "val_fde", "val_yaw_err_deg"} <= set(keys)
+    for key in keys:
+        assert fused[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), key
 
 
 # ---- CUDA --------------------------------------------------------------------------------------
