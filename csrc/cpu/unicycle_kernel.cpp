@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "unicycle_kernels.h"
+#include "unicycle_scan.h"
 
 namespace distill::unicycle {
 namespace CPU_CAPABILITY {
@@ -68,8 +69,8 @@ int64_t padded_steps(int64_t steps) {
 }
 
 // Elements between the lane-major tiles in scratch: a whole tile plus one cache line, so that
-// step t of different tiles falls in different L1 sets. (At T = 64 a float tile is exactly 4 KiB,
-// and the backward's 7 tiles at 4 KiB strides all hit one 8-way set per step: 2x slower.)
+// step t of different tiles falls in different L1 sets (at T = 64 a float tile is exactly 4 KiB:
+// without the line, step t of the backward's 7 tiles would share one 8-way set).
 template <typename scalar_t>
 int64_t tile_stride(int64_t steps) {
   return padded_steps<scalar_t>(steps) * kLanes<scalar_t> + 64 / sizeof(scalar_t);
@@ -126,30 +127,19 @@ void from_lanes(const scalar_t* buf, int64_t rows, int64_t steps, scalar_t* dst)
   }
 }
 
-// Requests the cache lines of the next tile's rows of `src` (row0 + L on) while this tile
-// computes, a few per step of its scan: at B = 65536 (16 MB per array, beyond the caches) the
-// rows otherwise arrive from DRAM during the transposes. Prefetches never fault, so the rows past
-// the end of the array need no check.
+// Requests the cache lines of the next tile's rows of `src` (rows row0 + L .. of `rows`) while
+// this tile computes, a few per step of its scan: at B = 65536 (16 MB per array, beyond the
+// caches) they otherwise arrive from DRAM during the transposes (measured +10% forward there).
 template <typename scalar_t>
-inline void prefetch_next_tile(const scalar_t* src, int64_t row0, int64_t steps, int64_t t) {
+inline void prefetch_next_tile(const scalar_t* src, int64_t row0, int64_t rows, int64_t steps, int64_t t) {
   constexpr int64_t L = kLanes<scalar_t>, per_line = 64 / sizeof(scalar_t);
   if (t % per_line != 0) return;
-  for (int64_t l = 0; l < L; ++l) __builtin_prefetch(src + (row0 + L + l) * steps + t);
+  for (int64_t row = row0 + L; row < std::min(row0 + 2 * L, rows); ++row) {
+    __builtin_prefetch(src + row * steps + t);
+  }
 }
 
-// ---- the scan ---------------------------------------------------------------------------------
-
-// sum += inc with Kahan's compensation (comp carries the rounding error of the sum): the running
-// sums of the scan then keep ~1 ulp instead of growing ~sqrt(T) ulp. Measured at T = 64 in float32
-// against float64: plain sums made x 6x and yaw 4x less accurate than the reference (whose cumsum
-// accumulates in double); compensated, they are as accurate. 4 flops instead of 1.
-template <typename Vec>
-inline void kahan_add(Vec& sum, Vec& comp, const Vec& inc) {
-  const Vec corrected = inc - comp;
-  const Vec next = sum + corrected;
-  comp = (next - sum) - corrected;
-  sum = next;
-}
+// ---- the scan (its per-step arithmetic, shared with CUDA: unicycle_scan.h) -------------------
 
 // dt-derived constants of the model.
 template <typename scalar_t>
@@ -158,19 +148,6 @@ struct Steps {
   explicit Steps(double step)
       : dt(static_cast<scalar_t>(step)), hdt(static_cast<scalar_t>(step / 2)),
         hdt2(static_cast<scalar_t>(step * step / 2)) {}
-};
-
-// Speed and heading of L trajectories, advanced one step at a time (the forward and the
-// backward's pre-pass share it, so both see the same states bit for bit).
-template <typename scalar_t>
-struct Motion {
-  using Vec = Vectorized<scalar_t>;
-  Vec v, v_comp = Vec(0), yaw = Vec(0), yaw_comp = Vec(0);
-  explicit Motion(const Vec& v0) : v(v0) {}
-  void step(const Vec& a, const Vec& k, const Steps<scalar_t>& c) {
-    kahan_add(yaw, yaw_comp, k * at::vec::fmadd(v, c.dt, a * c.hdt2));
-    kahan_add(v, v_comp, a * c.dt);
-  }
 };
 
 // ---- forward --------------------------------------------------------------------------------
@@ -188,12 +165,12 @@ void forward_tile(const Rollout<scalar_t>& p, int64_t row0, int64_t rows, scalar
   to_lanes(p.curvature + row0 * S, rows, S, k_y);
 
   const Steps<scalar_t> c(p.dt);
-  Motion<scalar_t> m(Vec::loadu(p.v0 + row0, rows));
+  Motion<Vec> m(Vec::loadu(p.v0 + row0, rows));
   Vec x(0), x_comp(0), y(0), y_comp(0), vcos = m.v, vsin(0);  // v_t cos yaw_t, v_t sin yaw_t
   for (int64_t t = 0; t < S; ++t) {
-    prefetch_next_tile(p.accel, row0, S, t);
-    prefetch_next_tile(p.curvature, row0, S, t);
-    m.step(Vec::loadu(a_x + t * L), Vec::loadu(k_y + t * L), c);
+    prefetch_next_tile(p.accel, row0, p.rows, S, t);
+    prefetch_next_tile(p.curvature, row0, p.rows, S, t);
+    m.step(Vec::loadu(a_x + t * L), Vec::loadu(k_y + t * L), c.dt, c.hdt2);
     const auto sc = sincos(m.yaw);
     const Vec vcos_next = m.v * sc.cos, vsin_next = m.v * sc.sin;
     kahan_add(x, x_comp, (vcos + vcos_next) * c.hdt);
@@ -220,9 +197,11 @@ void forward_tile(const Rollout<scalar_t>& p, int64_t row0, int64_t rows, scalar
 //   dL/dv0 = sum_{j >= 0} dL/dv_j.
 //
 // Saved or recomputed: the op saves only its inputs; a forward pre-pass over the tile recomputes
-// v_t and yaw_t (3 flops per step, no sin/cos) and the sweep recomputes sin/cos from yaw_t. Saving
-// cos/sin from the forward instead would have the forward write, and the backward read and
-// transpose, two more (N, T) arrays (see docs/compiled_ops.md for the measurement).
+// v_t and yaw_t (a few flops per step, no sin/cos) and the sweep recomputes sin/cos from yaw_t.
+// sin/cos is ~45% of the backward at B = 4096; saving cos/sin from the forward instead would make
+// the forward write, and the backward read and transpose, two more (N, T) arrays: ~20% faster at
+// B = 4096 but +60% backward time at B = 65536, where memory traffic bounds the kernels
+// (docs/compiled_ops.md).
 
 // Scratch: 7 tiles (accel, curvature, grad_x, grad_y, grad_yaw, v, yaw); accel's is reused for
 // grad_accel and curvature's for grad_curvature.
@@ -248,11 +227,11 @@ void backward_tile(const RolloutGrad<scalar_t>& p, int64_t row0, int64_t rows, s
   const Steps<scalar_t> c(p.dt);
   const Vec v0 = Vec::loadu(p.v0 + row0, rows);
   {  // pre-pass: the forward's v_{t+1} and yaw_{t+1}
-    Motion<scalar_t> m(v0);
+    Motion<Vec> m(v0);
     for (int64_t t = 0; t < S; ++t) {
-      prefetch_next_tile(p.accel, row0, S, t);
-      prefetch_next_tile(p.curvature, row0, S, t);
-      m.step(Vec::loadu(a_ga + t * L), Vec::loadu(k_gk + t * L), c);
+      prefetch_next_tile(p.accel, row0, p.rows, S, t);
+      prefetch_next_tile(p.curvature, row0, p.rows, S, t);
+      m.step(Vec::loadu(a_ga + t * L), Vec::loadu(k_gk + t * L), c.dt, c.hdt2);
       m.v.store(vs + t * L);
       m.yaw.store(yaws + t * L);
     }
@@ -260,9 +239,9 @@ void backward_tile(const RolloutGrad<scalar_t>& p, int64_t row0, int64_t rows, s
   // The suffix sums, compensated as the forward's sums; dv_yaw = Gyaw_{j+1} k_j dt.
   Vec Gx(0), Gx_comp(0), Gy(0), Gy_comp(0), Gyaw(0), Gyaw_comp(0), Sv(0), Sv_comp(0), dv_yaw(0);
   for (int64_t t = S - 1; t >= 0; --t) {  // j = t + 1
-    prefetch_next_tile(p.grad_x, row0, S, t);
-    prefetch_next_tile(p.grad_y, row0, S, t);
-    prefetch_next_tile(p.grad_yaw, row0, S, t);
+    prefetch_next_tile(p.grad_x, row0, p.rows, S, t);
+    prefetch_next_tile(p.grad_y, row0, p.rows, S, t);
+    prefetch_next_tile(p.grad_yaw, row0, p.rows, S, t);
     const Vec Gx_next = Gx, Gy_next = Gy;  // Gx_{j+1}
     kahan_add(Gx, Gx_comp, Vec::loadu(gx + t * L));
     kahan_add(Gy, Gy_comp, Vec::loadu(gy + t * L));

@@ -24,6 +24,7 @@ struct Rollout {
   scalar_t* x;
   scalar_t* y;
   scalar_t* yaw;
+  int64_t rows;
   int64_t steps;
   double dt;
 };
@@ -39,6 +40,7 @@ struct RolloutGrad {
   scalar_t* grad_accel;
   scalar_t* grad_curvature;
   scalar_t* grad_v0;
+  int64_t rows;
   int64_t steps;
   double dt;
 };
