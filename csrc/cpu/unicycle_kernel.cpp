@@ -28,8 +28,10 @@ namespace {
 
 using at::vec::Vectorized;
 
-// (sin x, cos x) per lane. Sleef's sincos shares the range reduction (one call, not two); its
-// u10 variants are within 1 ulp. The portable build uses std::sin / std::cos.
+// (sin x, cos x) per lane. Sleef's sincos shares the range reduction (one call, not two). float
+// uses the 3.5-ulp variant, as torch's own float sin/cos do: measured 15-20% faster forward than
+// the 1-ulp one, with float32 errors within 1.3x of the reference's (the bar is 2x). double keeps
+// 1 ulp. The portable build uses std::sin / std::cos.
 struct SinCosF {
   Vectorized<float> sin, cos;
 };
@@ -38,7 +40,7 @@ struct SinCosD {
 };
 #if defined(CPU_CAPABILITY_AVX512)
 inline SinCosF sincos(Vectorized<float> x) {
-  const auto r = Sleef_sincosf16_u10(x);
+  const auto r = Sleef_sincosf16_u35(x);
   return {r.x, r.y};
 }
 inline SinCosD sincos(Vectorized<double> x) {
@@ -47,7 +49,7 @@ inline SinCosD sincos(Vectorized<double> x) {
 }
 #elif defined(CPU_CAPABILITY_AVX2)
 inline SinCosF sincos(Vectorized<float> x) {
-  const auto r = Sleef_sincosf8_u10avx2(x);
+  const auto r = Sleef_sincosf8_u35avx2(x);
   return {r.x, r.y};
 }
 inline SinCosD sincos(Vectorized<double> x) {
