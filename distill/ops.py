@@ -164,7 +164,12 @@ def _(accel: Tensor, curvature: Tensor, v0: Tensor, dt: float) -> tuple[Tensor, 
 @torch.library.register_fake("distill::unicycle_rollout_backward")
 def _(grad_x: Tensor, grad_y: Tensor, grad_yaw: Tensor, accel: Tensor, curvature: Tensor,
       v0: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
-    _check_rollout_inputs("distill::unicycle_rollout_backward", accel, curvature, v0)
+    op = "distill::unicycle_rollout_backward"
+    _check_rollout_inputs(op, accel, curvature, v0)
+    for name, g in (("grad_x", grad_x), ("grad_y", grad_y), ("grad_yaw", grad_yaw)):
+        torch._check(g.dtype == accel.dtype and g.shape == accel.shape,
+                     lambda: f"{op}: {name} must be {accel.dtype} of shape {tuple(accel.shape)}, "
+                     f"got {g.dtype} of shape {tuple(g.shape)}")
     return accel.new_empty(accel.shape), accel.new_empty(accel.shape), v0.new_empty(v0.shape)
 
 
