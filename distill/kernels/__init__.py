@@ -57,7 +57,8 @@ def select_backend(requested: str, device_type: str, dtype: torch.dtype, dim: in
     accumulate in float32). An explicit "triton" the kernels cannot run is an error.
     """
     if requested not in BACKENDS:
-        raise ValueError(f"info_nce: backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+        raise ValueError(f"info_nce: backend must be one of {', '.join(BACKENDS)}, "
+                         f"got {requested!r}")
     if requested == "torch":
         return "torch"
     reason = triton_unsupported(device_type, dtype, dim, interpreter, installed)

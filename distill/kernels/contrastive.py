@@ -126,7 +126,8 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
             teacher_idx = cols[None, :]
             lse_rows = own_lse[:, None]
             if SYMMETRIC:
-                lse_cols = tl.load(lse_cols_ptr + cols, mask=cols < n_student, other=0.0)[None, :] * _LOG2E
+                lse_cols = tl.load(lse_cols_ptr + cols, mask=cols < n_student,
+                                   other=0.0)[None, :] * _LOG2E
         else:  # tile entry (r, c) is teacher r, student c
             teacher_idx = rows[:, None]
             lse_rows = tl.load(lse_rows_ptr + cols, mask=col_ok, other=0.0)[None, :] * _LOG2E
