@@ -16,7 +16,7 @@ import torch
 
 from . import plots
 from .data import formats
-from .data.readers import DataError, one_line
+from .data.readers import DataError, one_line, read_frames
 from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors
 from .models import build_student, get_model_config
@@ -57,7 +57,7 @@ def front_images(dataset, indices) -> list[np.ndarray]:
     out = []
     for i in indices:
         if dataset.data.frame_paths:
-            out.append(np.load(dataset.data.frame_paths[i])["frames"][1, -1])
+            out.append(read_frames(dataset.data.frame_paths[i])["frames"][1, -1])
         else:
             f = dataset.frames(i)[1, -3:].permute(1, 2, 0).numpy()
             out.append(np.clip((f * 0.25 + 0.5) * 255, 0, 255).astype(np.uint8))

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from .data.readers import DataError, one_line
+from .data.sampling import epoch_seed
 from .kinematics import ActionStats
 from .losses import reasoning_weight
 from .ops import use_rollout
@@ -100,8 +101,8 @@ def train(args, explicit: set[str]) -> int:
         if args.freeze_bn:
             freeze_batchnorm(model)
         loader = make_loader(train_set, args.batch_size, args.num_workers,
-                             shuffle_seed=args.seed * 100_003 + epoch,
-                             pin_memory=device.type == "cuda")
+                             shuffle_seed=epoch_seed(args.seed, epoch),
+                             pin_memory=device.type == "cuda", kind=args.loader, device=device)
         sums = torch.zeros(5, device=device)  # loss, pos, yaw, action, reasoning (x samples)
         seen = 0
         # A live bar on a terminal; in a log, one line with the epoch's expected time instead.
@@ -150,7 +151,8 @@ def train(args, explicit: set[str]) -> int:
 
         # --- validate the weights that would be saved (EMA when on) ---------------------------
         eval_model = ema.model if ema else model
-        val = run_validation(eval_model, make_loader(val_set, args.batch_size, args.num_workers),
+        val = run_validation(eval_model, make_loader(val_set, args.batch_size, args.num_workers,
+                                                      kind=args.loader, device=device),
                              cfg, stats, val_actions, loss_weights(args, epoch), device,
                              action_stats=args.log_action_stats)
         improved = val["ade"] < run.best_ade

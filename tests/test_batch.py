@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from distill.data import formats
 from distill.data.batch import check_batch, collate, sentence_ids, yaw_from_rot
 from distill.data.dataset import SampleDataset
-from distill.data.readers import load_split
+from distill.data.readers import load_split, read_frames
 from distill.ops import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -31,7 +31,7 @@ def test_loader_batches_follow_the_contract(world):
 
 def test_channels_are_frame_major_rgb_and_imagenet_normalized(world):
     ds = _dataset(world)
-    raw = np.load(ds.data.frame_paths[2])["frames"]  # (cam, frame, H, W, rgb)
+    raw = read_frames(ds.data.frame_paths[2])["frames"]  # decoded (cam, frame, H, W, rgb)
     frames = ds[2]["frames"]  # (cam, 12, H, W)
     for cam, f, c in [(0, 0, 0), (1, 3, 2), (3, 1, 1), (2, 2, 0)]:
         expected = (raw[cam, f, :, :, c] / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]

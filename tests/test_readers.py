@@ -30,10 +30,11 @@ def _write_split(root, order=(0, 1, 2)):
         ego_history_xyz=hist[o],
         ego_history_rot=np.tile(np.eye(3, dtype=np.float32), (N, formats.HISTORY_STEPS, 1, 1)))
     for i in range(N):
-        # Frames files in reverse order of the labels: only the key can pair them.
+        # Frames files in reverse order of the labels: only the key can pair them. Raw
+        # storage (JPEG is tested in test_jpeg_frames.py): its arrays are rewritten below.
         frames = np.full((4, 4, 8, 8, 3), i, np.uint8)
         formats.write_frames(formats.frames_path(frames_dir, "train", N - 1 - i), frames,
-                             clips[i], t0[i], np.zeros((4, 4), np.int64))
+                             clips[i], t0[i], np.zeros((4, 4), np.int64), jpeg_quality=None)
     return labels_dir, frames_dir
 
 

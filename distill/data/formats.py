@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .jpeg import JPEG_QUALITY, encode_images
+
 # Camera order of every frames array and of the batch contract.
 CAMERAS = (
     "camera_cross_left_120fov",
@@ -51,14 +53,20 @@ def ego_history_path(labels_dir: str | os.PathLike, split: str) -> Path:
 
 
 # Schemas: key -> (dtype kind, shape). Dims named "N" must agree within a file; "H", "W" and
-# "S" (a string width) are free; integers are exact. Dtype kinds: "U" unicode, "i8" int64,
+# "L" (a byte count) are free; integers are exact. Dtype kinds: "U" unicode, "i8" int64,
 # "f4" float32, "u1" uint8.
 FRAMES_SCHEMA = {
-    "frames": ("u1", (NUM_CAMERAS, NUM_FRAMES, "H", "W", 3)),
     "clip_id": ("U", ()),
     "t0_us": ("i8", ()),
     "timestamps": ("i8", (NUM_CAMERAS, NUM_FRAMES)),
 }
+# A frames file also holds its images in one of two storages: JPEG (written by default; the
+# streams back to back, image i = 4 * camera + frame, see ``jpeg.py``) or raw uint8 RGB.
+FRAMES_JPEG_SCHEMA = {
+    "jpeg": ("u1", ("L",)),
+    "offsets": ("i8", (NUM_CAMERAS * NUM_FRAMES + 1,)),
+}
+FRAMES_RAW_SCHEMA = {"frames": ("u1", (NUM_CAMERAS, NUM_FRAMES, "H", "W", 3))}
 LABELS_SCHEMA = {
     "clip_ids": ("U", ("N",)),
     "t0_us": ("i8", ("N",)),
@@ -116,11 +124,16 @@ def save_npz_atomic(path: str | os.PathLike, compressed: bool = True, **arrays: 
     return path
 
 
-def write_frames(path, frames, clip_id: str, t0_us: int, timestamps) -> Path:
-    """One sample's frames: uint8 (4 cams, 4 frames, H, W, 3) RGB plus its key and times (us)."""
-    arrays = _cast(dict(frames=frames, clip_id=clip_id, t0_us=t0_us, timestamps=timestamps),
-                   FRAMES_SCHEMA)
-    return save_npz_atomic(path, **arrays)
+def write_frames(path, frames, clip_id: str, t0_us: int, timestamps,
+                 jpeg_quality: int | None = JPEG_QUALITY) -> Path:
+    """One sample's frames: uint8 (4 cams, 4 frames, H, W, 3) RGB plus its key and times (us),
+    stored as JPEG of ``jpeg_quality`` (zip entries stored: JPEG does not deflate) or, with
+    None, as the raw array (deflated)."""
+    arrays = _cast(dict(clip_id=clip_id, t0_us=t0_us, timestamps=timestamps), FRAMES_SCHEMA)
+    if jpeg_quality is None:
+        return save_npz_atomic(path, frames=np.asarray(frames, np.uint8), **arrays)
+    jpeg, offsets = encode_images(np.asarray(frames, np.uint8), jpeg_quality)
+    return save_npz_atomic(path, compressed=False, jpeg=jpeg, offsets=offsets, **arrays)
 
 
 def write_labels(path, **arrays) -> Path:

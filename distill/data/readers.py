@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
+from . import formats, jpeg
 from .formats import Key
 
 
@@ -128,9 +128,48 @@ def read_frame_key(path: str | os.PathLike) -> Key:
     return str(arrays["clip_id"]), int(arrays["t0_us"])
 
 
+def read_stored_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """One sample's frames file as stored, validated: its key and times plus either ``jpeg``
+    and ``offsets`` (JPEG storage) or ``frames`` (raw)."""
+    path = Path(path)
+    arrays = load_npz(path, formats.FRAMES_SCHEMA,
+                      {**formats.FRAMES_JPEG_SCHEMA, **formats.FRAMES_RAW_SCHEMA})
+    if "frames" not in arrays:
+        for key in formats.FRAMES_JPEG_SCHEMA:
+            if key not in arrays:
+                raise DataError(f"{path}: missing array '{key}' (and no raw 'frames')")
+        try:
+            jpeg.check_offsets(arrays["jpeg"], arrays["offsets"])
+        except ValueError as e:
+            raise DataError(f"{path}: {e}") from None
+    return arrays
+
+
+def frame_error(path, clip_id, image: int, problem) -> DataError:
+    """The error for image ``image`` (= 4 * camera + frame) of a frames file: one line naming
+    the file, the clip, the camera and the frame."""
+    camera, frame = divmod(image, formats.NUM_FRAMES)
+    return DataError(f"{path}: clip {clip_id}: {formats.CAMERAS[camera]} frame {frame}: {problem}")
+
+
 def read_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """One sample's frames file, validated: ``frames`` uint8 (4, 4, H, W, 3) and its key."""
-    return load_npz(path, formats.FRAMES_SCHEMA)
+    """One sample's frames file, validated and decoded: ``frames`` uint8 (4, 4, H, W, 3) RGB,
+    ``clip_id``, ``t0_us`` and ``timestamps``, whichever the storage."""
+    arrays = read_stored_frames(path)
+    if "frames" in arrays:
+        return arrays
+    images = []
+    for i, stream in enumerate(jpeg.split_streams(arrays.pop("jpeg"), arrays.pop("offsets"))):
+        try:
+            images.append(jpeg.decode_stream(stream))
+        except ValueError as e:
+            raise frame_error(path, arrays["clip_id"], i, e) from None
+    if len({image.shape for image in images}) > 1:
+        raise DataError(f"{path}: clip {arrays['clip_id']}: images of different sizes "
+                        f"{sorted({image.shape[:2] for image in images})}")
+    arrays["frames"] = np.stack(images).reshape(formats.NUM_CAMERAS, formats.NUM_FRAMES,
+                                                *images[0].shape)
+    return arrays
 
 
 def index_frames(frames_dir: str | os.PathLike, split: str) -> dict[Key, Path]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..data.dali import default_loader
 from ..models import MODEL_SIZES
 from ..ops import ROLLOUTS
 
 # Flags that may differ when resuming: they change how long or where a run goes, not what it is.
-RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device"}
+RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device",
+                       "loader"}
 # Flags that are about this invocation, never part of a run's config.
 INVOCATION_ONLY = {"resume", "overwrite", "rollout"}
 
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=_non_negative_int,
                    default=max(1, min(4, (os.cpu_count() or 2) // 2)),
                    help="data loading processes")
+    g.add_argument("--loader", choices=("dali", "torch"), default=default_loader(),
+                   help="distill: frame decoding: dali (NVIDIA DALI; nvJPEG on a GPU, its CPU "
+                   "decoder otherwise) or torch (PIL in DataLoader workers); the default is dali "
+                   "where DALI is installed. Same batches either way (docs/data_pipeline.md)")
     g = p.add_argument_group("training")
     g.add_argument("--max-epochs", type=_positive_int, default=150)
     g.add_argument("--patience", type=_positive_int, default=15,

@@ -1,5 +1,6 @@
 """The trainer's data: the two splits (files or --offline), the action targets of the inverse
-kinematics (computed once per dataset and cached next to the labels) and the loaders."""
+kinematics (computed once per dataset and cached next to the labels) and the loaders (DALI or
+torch, the same batches in the same order)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from ..data import formats
 from ..data.batch import collate, yaw_from_rot
 from ..data.dataset import SampleDataset
 from ..data.offline import OfflineDataset, offline_split
 from ..data.readers import SplitData, load_split
+from ..data.sampling import epoch_order
 from ..kinematics import actions_from_trajectory, estimate_v0
 
 OFFLINE_TRAIN_SAMPLES, OFFLINE_VAL_SAMPLES = 256, 64
@@ -87,12 +89,20 @@ def actions_cache_dir(args) -> Path | None:
 
 
 def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
-                drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
-    """Batches of the contract; shuffled from ``shuffle_seed`` (one seed per epoch, so a resumed
-    run sees the same order as a straight one)."""
-    sampler = None
-    if shuffle_seed is not None:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(shuffle_seed))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                drop_last: bool = False, pin_memory: bool = False, kind: str = "torch",
+                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
+    """One pass over ``dataset`` in batches of the contract, by the ``kind`` of loader: "dali"
+    (``data/dali.py``; frames decoded on ``device``) or "torch" (PIL decode in DataLoader
+    workers). Both visit ``sampling.epoch_order`` (shuffled from ``shuffle_seed``, one seed
+    per epoch, so a resumed run sees the same order as a straight one; sharded by ``rank`` of
+    ``world_size``). --offline datasets have no files and always use the torch loader."""
+    if kind == "dali" and getattr(getattr(dataset, "data", None), "frame_paths", None):
+        from ..data.dali import DaliLoader
+        return DaliLoader(dataset, batch_size, workers, shuffle_seed, drop_last, rank,
+                          world_size, device)
+    if kind not in ("dali", "torch"):
+        raise ValueError(f"unknown loader {kind!r}; expected dali or torch")
+    order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last, batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
                       collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
                       persistent_workers=False)

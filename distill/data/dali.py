@@ -1,0 +1,190 @@
+"""The DALI loader: batches of the contract (``batch.py``) decoded and normalised by NVIDIA DALI.
+
+One pass = one pipeline:
+
+    external_source (parallel workers read the frames files of a batch: ``dali_source.py``)
+      -> 16 JPEG streams per sample, camera-major, and each stream's sample index
+      -> fn.decoders.image  ("mixed" = nvJPEG on a GPU, "cpu" = libjpeg-turbo otherwise)
+      -> fn.resize to the dataset's resolution (only when the files are stored at another size)
+      -> fn.crop_mirror_normalize (ImageNet mean/std, CHW float32)
+      -> DALIGenericIterator: (16 B, 3, H, W), viewed as (B, 4 cams, 12, H, W) without a copy
+
+The labels and ego history of a batch are gathered from the dataset's columns by the sample
+indices that travelled through the pipeline with the images, so they cannot come apart. The
+order of a pass is ``sampling.epoch_order``, the same as the torch loader's.
+"""
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..ops import IMAGENET_MEAN, IMAGENET_STD
+from . import formats, jpeg
+from .batch import FRAME_CHANNELS
+from .dali_source import IMAGES_PER_SAMPLE, FrameSource, storage_of
+from .readers import DataError, frame_error, read_frames, read_stored_frames
+from .sampling import epoch_order, num_batches
+
+PREFETCH = 2  # batches DALI prepares ahead
+
+
+@lru_cache(maxsize=1)
+def dali_available() -> bool:
+    """True when DALI imports (a broken install counts as none)."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_loader() -> str:
+    """``--loader``'s default: dali where DALI imports, torch otherwise."""
+    return "dali" if dali_available() else "torch"
+
+
+def start_method() -> str:
+    """How DALI starts its reader processes: "fork" (cheap) unless CUDA is initialised in this
+    process, where a forked child would inherit a CUDA context it cannot use ("spawn")."""
+    return "spawn" if torch.cuda.is_initialized() else "fork"
+
+
+def stored_layout(dataset) -> tuple[str, tuple[int, int]]:
+    """(storage, (H, W)) of the dataset's first frames file; the pipeline is built for them."""
+    path = dataset.data.frame_paths[0]
+    arrays = read_stored_frames(path)
+    if storage_of(arrays) == "raw":
+        return "raw", tuple(arrays["frames"].shape[2:4])
+    try:
+        return "jpeg", jpeg.check_stream(jpeg.split_streams(arrays["jpeg"], arrays["offsets"])[0])
+    except ValueError as e:
+        raise frame_error(path, arrays["clip_id"], 0, e) from None
+
+
+def build_pipeline(source: FrameSource, images_per_batch: int, workers: int,
+                   device_id: int | None, resize_to: int | None):
+    """The DALI pipeline of ``source``; outputs (frames float32 (n, 3, H, W), index int64 (n,))
+    for the n images of a batch, on the GPU ``device_id`` or on the CPU (None)."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+    from nvidia.dali import pipeline_def
+
+    @pipeline_def(batch_size=images_per_batch, num_threads=max(1, workers), device_id=device_id,
+                  py_num_workers=max(1, workers), py_start_method=start_method(),
+                  prefetch_queue_depth=PREFETCH)
+    def pipeline():
+        images, index = fn.external_source(
+            source=source, num_outputs=2, batch=True, batch_info=True, parallel=workers > 0,
+            dtype=[types.UINT8, types.INT64],
+            layout=["HWC" if source.storage == "raw" else None, None])
+        if source.storage == "jpeg":
+            images = fn.decoders.image(images, device="cpu" if device_id is None else "mixed",
+                                       output_type=types.RGB)
+        elif device_id is not None:
+            images = images.gpu()
+        if resize_to:
+            # float output: no rounding to uint8 between resizing and normalising
+            images = fn.resize(images, resize_x=resize_to, resize_y=resize_to, antialias=True,
+                               dtype=types.FLOAT)
+        frames = fn.crop_mirror_normalize(
+            images, dtype=types.FLOAT, output_layout="CHW",
+            mean=[255 * m for m in IMAGENET_MEAN], std=[255 * s for s in IMAGENET_STD])
+        return frames, index
+
+    return pipeline()
+
+
+class DaliLoader:
+    """One pass over a ``SampleDataset`` (frames files) in batches of the contract.
+
+    ``shuffle_seed``, ``rank``, ``world_size`` and ``drop_last`` pick the samples and their
+    order as ``sampling.epoch_order`` does; ``workers`` is both DALI's CPU threads and its
+    reader processes (0: read in this process). On ``device`` cuda the frames are decoded and
+    normalised on that GPU and come out there; the other keys stay on the CPU.
+    """
+
+    def __init__(self, dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu"):
+        if not dataset.data.frame_paths:
+            raise ValueError("the DALI loader reads frames files; this dataset has none "
+                             "(--offline): use --loader torch")
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+        self.order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last,
+                                 batch_size)
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return num_batches(len(self.order), self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        if not len(self.order):
+            return
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        data = self.dataset.data
+        storage, size = stored_layout(self.dataset)
+        resolution = self.dataset.resolution
+        resize_to = resolution if resolution and tuple(size) != (resolution, resolution) else None
+        source = FrameSource(data.frame_paths, data.keys, self.order, self.batch_size, storage,
+                             None if resize_to else tuple(size))
+        device_id = None
+        if self.device.type == "cuda":
+            device_id = (torch.cuda.current_device() if self.device.index is None
+                         else self.device.index)
+        pipe = build_pipeline(source, self.batch_size * IMAGES_PER_SAMPLE, self.workers,
+                              device_id, resize_to)
+        i, outputs, failure = 0, None, None
+        try:
+            outputs = DALIGenericIterator([pipe], ["frames", "index"],
+                                          last_batch_policy=LastBatchPolicy.PARTIAL)
+            for out in outputs:
+                yield self.batch(out[0], i)
+                i += 1
+        except Exception as e:  # DALI raises workers' errors as Exception, operators' as RuntimeError
+            failure = (isinstance(e, DataError), str(e))  # never keep DALI's traceback
+        finally:
+            del outputs, pipe  # the last references: stops its threads and reader processes
+        if failure is not None:
+            # A failed pipeline sits in reference cycles with its 6+ threads alive until the
+            # collector runs, and a fork meanwhile (a DataLoader worker) crashed or hung.
+            gc.collect()
+            raise self.explain(*failure, i)
+
+    def batch(self, out: dict, i: int) -> dict:
+        """The contract's batch ``i`` from the pipeline's outputs."""
+        index = out["index"][::IMAGES_PER_SAMPLE].numpy()
+        expected = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        if not np.array_equal(index, expected):
+            raise RuntimeError(f"DALI returned samples {index.tolist()} for batch {i}, expected "
+                               f"{expected.tolist()}")
+        frames = out["frames"]  # (16 B, 3, H, W)
+        batch = {k: torch.from_numpy(v[index]) for k, v in self.dataset.columns.items()}
+        batch["frames"] = frames.view(len(index), formats.NUM_CAMERAS, FRAME_CHANNELS,
+                                      *frames.shape[-2:])
+        batch["clip_id"] = [self.dataset.data.keys[j][0] for j in index]
+        return batch
+
+    def explain(self, is_data_error: bool, failure: str, i: int) -> DataError:
+        """A DALI failure (its message) in batch ``i`` as one line naming the file and clip.
+        A reader's DataError is passed on; a decoder error is pinned on its sample by decoding
+        the samples DALI may have been working on (batch i and the prefetched ones) with PIL."""
+        if is_data_error:  # a reader in this process (workers=0)
+            return DataError(failure)
+        if "DataError: " in failure:  # a reader process's, inside DALI's report
+            return DataError(failure.rsplit("DataError: ", 1)[1].strip().splitlines()[0])
+        start = i * self.batch_size
+        suspects = self.order[start:start + (PREFETCH + 1) * self.batch_size]
+        for j in suspects:
+            try:
+                read_frames(self.dataset.data.frame_paths[j])
+            except DataError as found:
+                return DataError(str(found))
+        lines = [line for line in failure.splitlines() if line.strip()]
+        clips = [self.dataset.data.keys[j][0] for j in suspects[:self.batch_size]]
+        return DataError(f"{self.dataset.data.frame_paths[suspects[0]].parent}: DALI failed on "
+                         f"batch {i} (clips {', '.join(clips)}): {lines[-1] if lines else failure}")

@@ -1,0 +1,45 @@
+"""Which samples a loader visits, in which order: one definition for every loader (torch and
+DALI), so both visit the same samples in the same order for a run's seed and epoch."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of ``epoch`` of a run with ``seed``: one seed per epoch, so a resumed
+    run sees the same order as a straight one."""
+    return seed * 100_003 + epoch
+
+
+def epoch_order(n: int, shuffle_seed: int | None = None, rank: int = 0, world_size: int = 1,
+                drop_last: bool = False, batch_size: int = 1) -> np.ndarray:
+    """int64 indices of the samples rank ``rank`` of ``world_size`` visits in one pass over
+    ``n`` samples, in order.
+
+    The global order is the dataset order (``shuffle_seed`` None) or the permutation that
+    torch's RandomSampler draws from a generator seeded with ``shuffle_seed``. It is cut into
+    global batches of ``world_size x batch_size``; rank r takes rows r*b ... (r+1)*b - 1 of
+    each, so every rank's batch i comes from global batch i. The last, incomplete global batch
+    is dropped with ``drop_last`` (every rank then runs the same number of steps) or else
+    shared out in contiguous pieces of ceil(m / world_size): either way no sample is visited
+    twice, and without ``drop_last`` every sample is visited exactly once.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world size {world_size})")
+    if shuffle_seed is None:
+        order = np.arange(n, dtype=np.int64)
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed)).numpy()
+    step = world_size * batch_size
+    full = n // step * step
+    mine = order[:full].reshape(-1, world_size, batch_size)[:, rank].reshape(-1)
+    if drop_last:
+        return mine
+    rest = order[full:]
+    piece = -(-len(rest) // world_size)
+    return np.concatenate([mine, rest[rank * piece:(rank + 1) * piece]])
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
