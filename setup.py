@@ -103,6 +103,7 @@ TRAIN = [
     "matplotlib==3.11.2",
     "av==18.1.0",  # PyAV
     PYARROW,
+    "scipy==1.17.1",  # egomotion rotations (slerp) of the real-data scripts
 ]
 BENCH = [
     "av2==0.3.6",

@@ -111,14 +111,13 @@ def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Pat
     if done_keys:
         print(f"resuming: {len(done_keys)} of {total} samples already labelled")
     parts.mkdir(parents=True, exist_ok=True)
-    bar = progress(total=total, initial=total - len(samples), desc=f"{teacher.name} labels {split}",
-                   unit="sample")
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start:start + batch_size]
-        arrays = part_arrays(batch, teacher.label(batch), teacher.name)
-        formats.save_npz_atomic(parts / f"part_{batch[0].index:06d}.npz", **arrays)
-        bar.update(len(batch))
-    bar.close()
+    with progress(total=total, initial=total - len(samples), unit="sample",
+                  desc=f"{teacher.name} labels {split}") as bar:
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start:start + batch_size]
+            arrays = part_arrays(batch, teacher.label(batch), teacher.name)
+            formats.save_npz_atomic(parts / f"part_{batch[0].index:06d}.npz", **arrays)
+            bar.update(len(batch))
     formats.write_labels(final, **join_parts(read_parts(parts)))
     shutil.rmtree(parts)
     return final

@@ -18,17 +18,17 @@ def split_ego_history(root: Path, frames_dir: Path, split: str) -> dict[str, np.
     """The ego-history arrays (EGO_HISTORY_SCHEMA) of every sample under frames_dir/split,
     in sample-index order, keyed by the (clip_id, t0_us) stored in each frames file."""
     chunks = chunk_of(root)
-    rows = []
-    for path in progress(sample_files(frames_dir / split).values(), desc=f"ego history {split}",
-                         unit="sample"):
-        clip_id, t0_us = read_frame_key(path)
-        if clip_id not in chunks:
-            raise DataError(f"{path}: clip {clip_id} is not in {root / CLIP_INDEX}")
-        zip_path = egomotion_zip(root, chunks[clip_id])
-        data = read_member(zip_path, f"{clip_id}.egomotion.parquet", clip_id, "egomotion")
-        xyz, rot = ego_history(read_egomotion(data, f"{zip_path}: clip {clip_id}"), t0_us,
-                               f"{zip_path}: clip {clip_id}")
-        rows.append((clip_id, t0_us, xyz, rot))
+    files, rows = sample_files(frames_dir / split), []
+    with progress(files.values(), desc=f"ego history {split}", unit="sample") as bar:
+        for path in bar:
+            clip_id, t0_us = read_frame_key(path)
+            if clip_id not in chunks:
+                raise DataError(f"{path}: clip {clip_id} is not in {root / CLIP_INDEX}")
+            zip_path = egomotion_zip(root, chunks[clip_id])
+            where = f"{zip_path}: clip {clip_id}"
+            data = read_member(zip_path, f"{clip_id}.egomotion.parquet", clip_id, "egomotion")
+            xyz, rot = ego_history(read_egomotion(data, where), t0_us, where)
+            rows.append((clip_id, t0_us, xyz, rot))
     return dict(clip_ids=np.array([r[0] for r in rows]),
                 t0_us=np.array([r[1] for r in rows], np.int64),
                 ego_history_xyz=np.stack([r[2] for r in rows]),

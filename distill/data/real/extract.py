@@ -75,13 +75,12 @@ def plan(root: Path, out_dir: Path, split: str, num_samples: int, t0_us: int, re
 
 def extract(jobs: list[ExtractJob], workers: int) -> None:
     """Run the jobs, ``workers`` processes at a time, with a progress bar."""
-    bar = progress(total=len(jobs), desc="extract frames", unit="sample")
-    if workers <= 1:
-        for job in jobs:
-            extract_one(job)
-            bar.update()
-    else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(extract_one, jobs):
+    with progress(total=len(jobs), desc="extract frames", unit="sample") as bar:
+        if workers <= 1:
+            for job in jobs:
+                extract_one(job)
                 bar.update()
-    bar.close()
+        else:
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(extract_one, jobs):
+                    bar.update()
