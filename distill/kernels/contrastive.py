@@ -37,15 +37,37 @@ from . import check_inputs, interpreter_on, triton_unsupported
 _LOG2E = tl.constexpr(1.4426950408889634)  # logits are kept in base 2: exp2 is the fast path
 _LN2 = tl.constexpr(0.6931471805599453)
 _NORM_EPS = 1e-12  # as F.normalize
+_TYPICAL_BLOCK = 64  # rows or columns per tile, for sizing the grid before autotuning
+_FINISH_BLOCK = 16  # rows per program of _finish_grad (memory-bound: D floats x splits each)
+
+
+@triton.jit
+def _column_range(n_cols, n_splits, BLOCK_N: tl.constexpr):
+    """[start, end) of the columns of this program's split (grid axis 1): whole tiles, split
+    as evenly as they go (a split past the last tile is empty)."""
+    per_split = tl.cdiv(tl.cdiv(n_cols, BLOCK_N), n_splits) * BLOCK_N
+    start = tl.program_id(1) * per_split
+    return start, tl.minimum(start + per_split, n_cols)
+
+
+@triton.jit
+def _through_normalization(d_hat, x, x_inv):
+    """d loss / d x (BLOCK_M, BLOCK_D) from d loss / d x_hat, x_hat = x x_inv (rows):
+    (d_hat - (d_hat . x_hat) x_hat) x_inv."""
+    along = tl.sum(d_hat * x, 1) * x_inv * x_inv * x_inv
+    return d_hat * x_inv[:, None] - along[:, None] * x
 
 
 def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q, n_k, dim,
-             stride_q, stride_k, scale, HAS_IDS: tl.constexpr, DOT_PRECISION: tl.constexpr,
-             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """For this program's BLOCK_M query rows r: lse[r] = logsumexp over the kept key rows c of
-    logit(r, c) and pos[r] = logit(r, r), logit(r, c) = scale q_r.k_c |q_r|^-1 |k_c|^-1.
-    Key c is kept unless c != r and ids[c] == ids[r] (queries and keys both index ``ids``).
-    q (n_q, dim), k (n_k, dim) row-major; q_inv (n_q,), k_inv (n_k,) float32 inverse norms."""
+             n_splits, stride_q, stride_k, scale, HAS_IDS: tl.constexpr,
+             DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+             BLOCK_D: tl.constexpr):
+    """For this program's BLOCK_M query rows r and its split s of the key rows:
+    lse[s, r] = logsumexp over the kept key rows c of the split of logit(r, c) (-inf if none)
+    and pos[s, r] = logit(r, r) if r is in the split else 0, with
+    logit(r, c) = scale q_r.k_c |q_r|^-1 |k_c|^-1. Key c is kept unless c != r and
+    ids[c] == ids[r] (queries and keys both index ``ids``). q (n_q, dim), k (n_k, dim)
+    row-major; q_inv (n_q,), k_inv (n_k,) float32 inverse norms; lse, pos (n_splits, n_q)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_q
     dims = tl.arange(0, BLOCK_D)
@@ -58,9 +80,10 @@ def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q,
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
     pos = tl.zeros([BLOCK_M], tl.float32)
-    for start in range(0, n_k, BLOCK_N):
+    col_start, col_end = _column_range(n_k, n_splits, BLOCK_N)
+    for start in range(col_start, col_end, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        col_ok = cols < n_k
+        col_ok = cols < col_end
         k = tl.load(k_ptr + cols[:, None].to(tl.int64) * stride_k + dims[None, :],
                     mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
         k_inv = tl.load(k_inv_ptr + cols, mask=col_ok, other=0.0)
@@ -77,18 +100,24 @@ def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q,
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)  # rows with nothing kept yet
         run_sum = run_sum * tl.exp2(run_max - shift) + tl.sum(tl.exp2(z - shift[:, None]), 1)
         run_max = new_max
-    run_sum = tl.where(row_ok, run_sum, 1.0)  # padding rows kept nothing; real ones their positive
-    tl.store(lse_ptr + rows, (run_max + tl.log2(run_sum)) * _LN2, mask=row_ok)
-    tl.store(pos_ptr + rows, pos * _LN2, mask=row_ok)
+    kept_any = run_sum > 0  # a split may hold none of a row's kept columns
+    lse = tl.where(kept_any, run_max + tl.log2(tl.where(kept_any, run_sum, 1.0)), float("-inf"))
+    out = tl.program_id(1) * n_q + rows
+    tl.store(lse_ptr + out, lse * _LN2, mask=row_ok)
+    tl.store(pos_ptr + out, pos * _LN2, mask=row_ok)
 
 
 def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr, lse_cols_ptr,
-          grad_ptr, out_ptr, n_student, n_teacher, dim, stride_own, stride_other, stride_out,
-          scale, weight, FOR_STUDENT: tl.constexpr, SYMMETRIC: tl.constexpr,
-          HAS_IDS: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+          grad_ptr, out_ptr, n_student, n_teacher, dim, n_splits, stride_own, stride_other,
+          stride_out, stride_split, scale, weight, FOR_STUDENT: tl.constexpr,
+          SYMMETRIC: tl.constexpr, HAS_IDS: tl.constexpr, FINISH: tl.constexpr,
+          DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+          BLOCK_D: tl.constexpr):
     """d loss / d (own rows) for this program's BLOCK_M own rows: student rows (FOR_STUDENT,
-    other = all N teacher rows) or teacher rows (other = the B student rows).
+    other = the N teacher rows) or teacher rows (other = the B student rows), from this
+    program's split of the other rows. FINISH (one split): out (n_own, dim) = d loss / d own.
+    Otherwise out (n_splits, n_own, dim) float32 = this split's d loss / d own_hat, summed and
+    taken through the normalization by ``_finish_grad``.
 
     With G_ij = d loss / d logit_ij (i student, j teacher) = g w (P_ij - [i == j])
     + g w (Pc_ij - [i == j]) [symmetric, j < B], w = ``weight`` = 1 / (B x directions),
@@ -114,9 +143,10 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
     elif SYMMETRIC:
         own_lse = tl.load(lse_cols_ptr + rows, mask=rows < n_student, other=0.0) * _LOG2E
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for start in range(0, n_other, BLOCK_N):
+    col_start, col_end = _column_range(n_other, n_splits, BLOCK_N)
+    for start in range(col_start, col_end, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        col_ok = cols < n_other
+        col_ok = cols < col_end
         y = tl.load(other_ptr + cols[:, None].to(tl.int64) * stride_other + dims[None, :],
                     mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
         y_inv = tl.load(other_inv_ptr + cols, mask=col_ok, other=0.0)
@@ -145,12 +175,33 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
             in_square = keep & (teacher_idx < n_student)
             coef += g * (tl.exp2(tl.where(in_square, z - lse_cols, float("-inf"))) - positive)
         acc = tl.dot((coef * y_inv[None, :]).to(y.dtype), y, acc, input_precision=DOT_PRECISION)
-    d_hat = acc * scale  # d loss / d (normalized own rows)
-    xf = x.to(tl.float32)
-    along = tl.sum(d_hat * xf, 1) * x_inv * x_inv * x_inv
-    dx = d_hat * x_inv[:, None] - along[:, None] * xf
-    tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_out + dims[None, :],
-             dx.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+    d_hat = acc * scale  # d loss / d (normalized own rows), from this split
+    out = rows[:, None].to(tl.int64) * stride_out + dims[None, :]
+    if FINISH:
+        d_hat = _through_normalization(d_hat, x.to(tl.float32), x_inv)
+    else:
+        out += tl.program_id(1).to(tl.int64) * stride_split
+    tl.store(out_ptr + out, d_hat.to(out_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & dim_ok[None, :])
+
+
+@triton.jit
+def _finish_grad(partial_ptr, x_ptr, x_inv_ptr, out_ptr, n_rows, dim, n_splits, stride_x,
+                 BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """out (n_rows, dim) = d loss / d x from the splits' d loss / d x_hat,
+    partial (n_splits, n_rows, dim) float32."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows < n_rows)[:, None] & (dims < dim)[None, :]
+    at = rows[:, None].to(tl.int64) * dim + dims[None, :]
+    d_hat = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for split in range(n_splits):
+        d_hat += tl.load(partial_ptr + split * n_rows * dim + at, mask=mask, other=0.0)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + dims[None, :], mask=mask,
+                other=0.0).to(tl.float32)
+    x_inv = tl.load(x_inv_ptr + rows, mask=rows < n_rows, other=0.0)
+    tl.store(out_ptr + at, _through_normalization(d_hat, x, x_inv).to(out_ptr.dtype.element_ty),
+             mask=mask)
 
 
 def _tile_configs() -> list:
@@ -171,6 +222,9 @@ INTERPRETED = bool(triton.knobs.runtime.interpret)
 if INTERPRETED and not isinstance(tl.sum, InterpretedFunction):
     raise RuntimeError("TRITON_INTERPRET=1 was set after Triton was imported (torchvision imports "
                        "it); set it in the environment the process starts with")
+# A split walks at least this many tiles of columns, so that its block of rows is loaded for
+# enough work (16: unmeasured on a GPU); 1 under the interpreter, so that the tests split.
+MIN_SPLIT_TILES = 1 if INTERPRETED else 16
 _row_lse_kernel = triton.autotune(_tile_configs(), key=["n_q", "n_k", "dim"])(triton.jit(_row_lse))
 _grad_kernel = triton.autotune(_tile_configs(), key=["n_student", "n_teacher", "dim",
                                                      "FOR_STUDENT"])(triton.jit(_grad))
@@ -199,17 +253,36 @@ def _ids_or_placeholder(teacher_ids: Optional[Tensor], like: Tensor) -> Tensor:
     return teacher_ids if teacher_ids is not None else like.new_empty(0, dtype=torch.int64)
 
 
+def device_programs(device: torch.device) -> int:
+    """Programs that fill the device: its SM count on CUDA; 8 under the interpreter, so that
+    the tests' small inputs (B <= 130) run split as well as whole."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 8
+
+
+def column_splits(n_rows: int, n_cols: int, programs: int) -> int:
+    """Splits of the columns per block of rows (grid axis 1). Programs own blocks of rows, so
+    B = 48 student rows are one or two programs, each walking all N columns while the other
+    SMs idle: split the columns until the grid fills the device (``programs``), each split
+    keeping at least MIN_SPLIT_TILES tiles."""
+    row_blocks = triton.cdiv(n_rows, _TYPICAL_BLOCK)
+    max_splits = triton.cdiv(n_cols, MIN_SPLIT_TILES * _TYPICAL_BLOCK)
+    return max(1, min(programs // row_blocks, max_splits))
+
+
 def _launch_row_lse(q: Tensor, k: Tensor, q_inv: Tensor, k_inv: Tensor, ids: Tensor, n_q: int,
                     temperature: float, has_ids: bool) -> tuple[Tensor, Tensor]:
     """(lse (n_q,), pos (n_q,)) float32 of the first n_q rows of q against all rows of k."""
-    lse = q_inv.new_empty(n_q)
-    pos = q_inv.new_empty(n_q)
-    dim = q.shape[1]
-    wrap_triton(_row_lse_kernel)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]),)](
-        q, k, q_inv, k_inv, ids, lse, pos, n_q, k.shape[0], dim, q.stride(0), k.stride(0),
+    n_k, dim = k.shape
+    splits = column_splits(n_q, n_k, device_programs(q.device))
+    lse = q_inv.new_empty(splits, n_q)
+    pos = q_inv.new_empty(splits, n_q)
+    wrap_triton(_row_lse_kernel)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), splits)](
+        q, k, q_inv, k_inv, ids, lse, pos, n_q, n_k, dim, splits, q.stride(0), k.stride(0),
         1.0 / temperature, HAS_IDS=has_ids, DOT_PRECISION=_dot_precision(q.dtype),
         BLOCK_D=triton.next_power_of_2(dim))
-    return lse, pos
+    return torch.logsumexp(lse, 0), pos.sum(0)  # the splits combined: (n_q,) each
 
 
 @triton_op("distill::info_nce_fwd", mutates_args=())
@@ -240,16 +313,25 @@ def info_nce_bwd(grad: Tensor, student: Tensor, teacher: Tensor, teacher_ids: Op
     inputs and the LSEs of ``info_nce_fwd``."""
     own, other = (student, teacher) if for_student else (teacher, student)
     own_inv, other_inv = _inverse_norms(own), _inverse_norms(other)
+    n_own, dim = own.shape
+    n_student = student.shape[0]
+    splits = column_splits(n_own, other.shape[0], device_programs(own.device))
     out = torch.empty_like(own)
-    n_student, dim = student.shape
+    # Several splits write their partial d own_hat (splits x n_own x dim float32: at most
+    # programs x 64 rows, 13 MB on an H100) for _finish_grad to sum.
+    partial = out if splits == 1 else own.new_empty(splits, n_own, dim, dtype=torch.float32)
     directions = 2 if symmetric else 1
-    wrap_triton(_grad_kernel)[lambda meta: (triton.cdiv(own.shape[0], meta["BLOCK_M"]),)](
+    block_d = triton.next_power_of_2(dim)
+    wrap_triton(_grad_kernel)[lambda meta: (triton.cdiv(n_own, meta["BLOCK_M"]), splits)](
         own, other, own_inv, other_inv, _ids_or_placeholder(teacher_ids, student), lse_rows,
-        lse_cols, grad, out, n_student, teacher.shape[0], dim, own.stride(0), other.stride(0),
-        out.stride(0), 1.0 / temperature, 1.0 / (directions * n_student),
-        FOR_STUDENT=for_student, SYMMETRIC=symmetric,
-        HAS_IDS=teacher_ids is not None, DOT_PRECISION=_dot_precision(own.dtype),
-        BLOCK_D=triton.next_power_of_2(dim))
+        lse_cols, grad, partial, n_student, teacher.shape[0], dim, splits, own.stride(0),
+        other.stride(0), dim, n_own * dim, 1.0 / temperature, 1.0 / (directions * n_student),
+        FOR_STUDENT=for_student, SYMMETRIC=symmetric, HAS_IDS=teacher_ids is not None,
+        FINISH=splits == 1, DOT_PRECISION=_dot_precision(own.dtype), BLOCK_D=block_d)
+    if splits > 1:
+        wrap_triton(_finish_grad)[(triton.cdiv(n_own, _FINISH_BLOCK),)](
+            partial, own, own_inv, out, n_own, dim, splits, own.stride(0),
+            BLOCK_M=_FINISH_BLOCK, BLOCK_D=block_d)
     return out
 
 
