@@ -30,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "extracted_frames; files go to OUT/SPLIT/)")
     p.add_argument("--resolution", type=int, default=224,
                    help="square frame size in px (default 224; 0 = the camera's native size)")
-    p.add_argument("--num-samples", type=int, default=0, help="first N clips of the split (0 = all)")
+    p.add_argument("--num-samples", type=int, default=0,
+                   help="first N clips of the split (0 = all)")
     p.add_argument("--t0-us", type=int, default=formats.DEFAULT_T0_US,
                    help=f"the present, us from clip start (default {formats.DEFAULT_T0_US})")
     p.add_argument("--shard", type=parse_shard, default=Shard(), metavar="I/N",

@@ -32,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main_args(args: argparse.Namespace) -> None:
-    root, frames_dir, out_dir = dataset_root(args.dataset_root), Path(args.frames_dir), Path(args.out_dir)
+    root = dataset_root(args.dataset_root)
+    frames_dir, out_dir = Path(args.frames_dir), Path(args.out_dir)
     splits = [args.split] if args.split != "all" else [
         s for s in formats.SPLITS if (frames_dir / s).is_dir()] or ["train"]
     done = [s for s in splits if formats.ego_history_path(out_dir, s).exists()]

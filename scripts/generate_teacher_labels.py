@@ -5,8 +5,9 @@ by (clip_id, t0_us)). With --shard i/n: {split}_labels_shard{i}.npz, merged by m
     python scripts/generate_teacher_labels.py --teacher alpamayo-r1 --split train --shard 0/8
     python scripts/generate_teacher_labels.py --teacher world --split val   # a built-in world
 
-alpamayo-r1 needs NVIDIA's alpamayo_r1 package and a GPU, and reads the ego history
-(scripts/generate_ego_history.py first). See docs/data_pipeline.md.
+alpamayo-r1 needs NVIDIA's alpamayo_r1 package and a GPU. It also sees each sample's ego
+history: teacher_labels/{split}_ego_history.npz when there, else computed from the egomotion of
+the dataset at --dataset-root ($PAI_DATASET_ROOT). See docs/data_pipeline.md.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.data.real.cli import run
+from distill.data.real.cli import add_dataset_root, run
 from distill.data.real.shards import parse_shard
 from distill.teachers import TEACHERS, build_teacher
 from distill.teachers.alpamayo import DEFAULT_MODEL
@@ -40,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("world teacher")
     g.add_argument("--world-seed", type=int, default=0, help="the world's seed (default 0)")
     g = p.add_argument_group("alpamayo-r1 teacher")
+    add_dataset_root(g)
     g.add_argument("--model", default=DEFAULT_MODEL, help="model id or local folder")
     g.add_argument("--device", default="cuda", help="default cuda")
     g.add_argument("--seed", type=int, default=42, help="sampling seed (+ sample index)")
@@ -56,7 +58,7 @@ def main_args(args: argparse.Namespace) -> None:
     out = generate_labels(teacher, Path(args.frames_dir), args.split, Path(args.out_dir),
                           args.batch_size, args.shard,
                           Path(args.ego_history_dir) if args.ego_history_dir else None,
-                          args.resume, args.overwrite)
+                          args.resume, args.overwrite, args.dataset_root)
     print(f"wrote {out}")
 
 

@@ -49,7 +49,8 @@ def read_code(image: np.ndarray) -> tuple[int, int]:
 
 
 def frame_timestamps(camera: int) -> np.ndarray:
-    return (np.round(np.arange(NUM_VIDEO_FRAMES) * 1e6 / FPS) + CAMERA_OFFSET_US[camera]).astype(np.int64)
+    stamps = np.round(np.arange(NUM_VIDEO_FRAMES) * 1e6 / FPS) + CAMERA_OFFSET_US[camera]
+    return stamps.astype(np.int64)
 
 
 def video_bytes(camera: int) -> bytes:

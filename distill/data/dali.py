@@ -145,7 +145,7 @@ class DaliLoader:
             for out in outputs:
                 yield self.batch(out[0], i)
                 i += 1
-        except Exception as e:  # DALI raises workers' errors as Exception, operators' as RuntimeError
+        except Exception as e:  # DALI: readers' errors as Exception, operators' as RuntimeError
             failure = (isinstance(e, DataError), str(e))  # never keep DALI's traceback
         finally:
             del outputs, pipe  # the last references: stops its threads and reader processes

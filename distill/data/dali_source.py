@@ -55,11 +55,12 @@ class FrameSource:
         arrays = read_stored_frames(path)
         stored = (str(arrays["clip_id"]), int(arrays["t0_us"]))
         if stored != key:
-            raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since indexing)")
+            raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since "
+                            "indexing)")
         if storage_of(arrays) != self.storage:
-            raise DataError(f"{path}: clip {key[0]}: stores {storage_of(arrays)} frames, the split's "
-                            f"first file {self.storage}; the DALI loader needs one storage per "
-                            "split (use --loader torch)")
+            raise DataError(f"{path}: clip {key[0]}: stores {storage_of(arrays)} frames, the "
+                            f"split's first file {self.storage}; the DALI loader needs one "
+                            "storage per split (use --loader torch)")
         if self.storage == "raw":
             frames = arrays["frames"]
             images = list(frames.reshape(-1, *frames.shape[-3:]))

@@ -65,7 +65,8 @@ def check_stream(stream: np.ndarray) -> tuple[int, int]:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if length < 8:
                 raise ValueError(f"not a decodable JPEG (short frame header at byte {i})")
-            size = (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big"))
+            size = (int.from_bytes(data[i + 5:i + 7], "big"),
+                    int.from_bytes(data[i + 7:i + 9], "big"))
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             if size is None or 0 in size:
                 raise ValueError("not a decodable JPEG (no frame header before the scan)")

@@ -43,8 +43,9 @@ class AlpamayoTeacher:
                  top_p: float = 0.98, temperature: float = 0.6, max_generation_length: int = 256):
         self.helper, model_class = import_alpamayo()
         if not device.startswith("cuda") or not cuda_available():
-            raise TeacherError(f"the alpamayo-r1 teacher needs a CUDA GPU (>= 24 GB for bfloat16); "
-                               f"{'none is visible' if not cuda_available() else f'got --device {device}'}")
+            why = "none is visible" if not cuda_available() else f"got --device {device}"
+            raise TeacherError(f"the alpamayo-r1 teacher needs a CUDA GPU (>= 24 GB for "
+                               f"bfloat16); {why}")
         self.device, self.seed = device, seed
         self.sampling = dict(top_p=top_p, temperature=temperature, num_traj_samples=1,
                              max_generation_length=max_generation_length, return_extra=True)

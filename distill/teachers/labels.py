@@ -38,29 +38,42 @@ def read_parts(parts: Path) -> list[dict]:
     return out
 
 
-def pending_samples(frames_dir: Path, split: str, shard: Shard | None, history_file: Path | None,
-                    done: set) -> tuple[list[TeacherSample], int]:
-    """(the shard's samples not labelled yet, with their ego history when a file is given;
-    the number of the shard's samples)."""
+def history_lookup(history_file: Path, dataset_root: str | None):
+    """``(key, frames path) -> (xyz, rot)``: from the split's ego-history file when it exists,
+    else computed from the dataset's egomotion (so labelling may come before
+    scripts/generate_ego_history.py, as in the guide)."""
+    if history_file.is_file():
+        history = load_ego_history(history_file)
+        row = {k: i for i, k in enumerate(history.keys)}
+
+        def from_file(key, path):
+            if key not in row:
+                raise DataError(f"{history.path}: no ego history for sample {key} of {path}; "
+                                "run scripts/generate_ego_history.py again")
+            return (history.arrays["ego_history_xyz"][row[key]],
+                    history.arrays["ego_history_rot"][row[key]])
+        return from_file
+    from ..data.real.ego_history import EgomotionHistory
+    from ..data.real.layout import dataset_root as find_root
+
+    egomotion = EgomotionHistory(find_root(dataset_root))
+    return lambda key, path: egomotion(key[0], key[1], path)
+
+
+def pending_samples(frames_dir: Path, split: str, shard: Shard | None, history, done: set
+                    ) -> tuple[list[TeacherSample], int]:
+    """(the shard's samples not labelled yet, with their ego history when ``history`` (a
+    ``history_lookup``) is given; the number of the shard's samples)."""
     files = {i: p for i, p in sample_files(frames_dir / split).items()
              if shard is None or shard.owns(i)}
     if not files:
         raise ScriptError(f"{frames_dir / split}: shard {shard} has no samples")
-    history = load_ego_history(history_file) if history_file else None
-    where = {k: i for i, k in enumerate(history.keys)} if history else {}
     samples = []
     for index, path in files.items():
         key = read_frame_key(path)
-        if key in done:
-            continue
-        xyz = rot = None
-        if history:
-            if key not in where:
-                raise DataError(f"{history.path}: no ego history for sample {key} of {path}; "
-                                "run scripts/generate_ego_history.py first")
-            xyz = history.arrays["ego_history_xyz"][where[key]]
-            rot = history.arrays["ego_history_rot"][where[key]]
-        samples.append(TeacherSample(split, index, key, path, xyz, rot))
+        if key not in done:
+            xyz, rot = history(key, path) if history else (None, None)
+            samples.append(TeacherSample(split, index, key, path, xyz, rot))
     return samples, len(files)
 
 
@@ -94,8 +107,11 @@ def join_parts(parts: list[dict]) -> dict:
 
 def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Path,
                     batch_size: int, shard: Shard | None = None, history_dir: Path | None = None,
-                    resume: bool = False, overwrite: bool = False) -> Path:
-    """Label the shard's samples of ``split``; returns the labels file written."""
+                    resume: bool = False, overwrite: bool = False,
+                    dataset_root: str | None = None) -> Path:
+    """Label the shard's samples of ``split``; returns the labels file written. A teacher that
+    needs the ego history reads {split}_ego_history.npz from ``history_dir`` (default
+    ``out_dir``) or, without it, the egomotion of the dataset at ``dataset_root``."""
     final, parts = output_paths(out_dir, split, shard)
     if final.exists() and not overwrite:
         raise ScriptError(f"{final}: already exists; pass --overwrite to replace it")
@@ -106,7 +122,8 @@ def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Pat
                           "or --overwrite to start over")
     done = read_parts(parts)
     done_keys = {(str(c), int(t)) for p in done for c, t in zip(p["clip_ids"], p["t0_us"])}
-    history = formats.ego_history_path(history_dir or out_dir, split) if teacher.needs_history else None
+    history = (history_lookup(formats.ego_history_path(history_dir or out_dir, split),
+                              dataset_root) if teacher.needs_history else None)
     samples, total = pending_samples(frames_dir, split, shard, history, done_keys)
     if done_keys:
         print(f"resuming: {len(done_keys)} of {total} samples already labelled")

@@ -89,4 +89,5 @@ def read_member(zip_path: Path, member: str, clip_id: str, what: str) -> bytes:
                 raise DataError(f"{zip_path}: clip {clip_id} has no {what} ({member} is not in "
                                 "the zip)") from None
     except zipfile.BadZipFile as e:
-        raise DataError(f"{zip_path}: not a readable zip ({e}); needed for clip {clip_id}") from None
+        raise DataError(f"{zip_path}: not a readable zip ({e}); needed for clip "
+                        f"{clip_id}") from None
