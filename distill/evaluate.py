@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import plots
+from .benchmarks import miss_rule
 from .data import formats
 from .data.readers import DataError, one_line, read_frames
 from .kinematics import ActionStats, estimate_v0
@@ -24,6 +25,7 @@ from .ops import ROLLOUTS, use_rollout
 from .training import checkpoint
 from .training.data import ActionTargets, actions_cache_dir, load_dataset, make_loader
 from .training.runtime import pick_device
+from .training.outputs import ADDED_VAL_KEYS
 from .training.step import LossWeights
 from .training.validate import run_validation
 
@@ -74,13 +76,13 @@ def evaluate(args: Namespace) -> dict:
     model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
     stats = ActionStats.from_dict(state["action_stats"]).to(device)
     dataset = load_dataset(Namespace(**config), args.split)
-    actions = ActionTargets(dataset.data, actions_cache_dir(Namespace(**config)))
+    actions = ActionTargets(dataset.data, actions_cache_dir(Namespace(**config)), cfg.dt)
     weights = LossWeights(config["yaw_weight"], config["action_weight"],
                           config["reasoning_weight"], config["temperature"],
-                          config["label_smoothing"])
+                          config["label_smoothing"], config.get("multimodal_loss", "wta"))
     loader = make_loader(dataset, args.batch_size, args.num_workers)
     result = run_validation(model, loader, cfg, stats, actions, weights, device,
-                            keep_predictions=True)
+                            keep_predictions=True, miss=miss_rule(config.get("benchmark")))
     # Rows come back in dataset order (no shuffling), so they align with dataset.data.
     errors = displacement_errors(result["pred_xy"], result["gt_xy"]).numpy()
     hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
@@ -88,6 +90,8 @@ def evaluate(args: Namespace) -> dict:
     cv_errors = displacement_errors(cv_xy, result["gt_xy"].double()).numpy()
     report = {f"val_{k}": result[k] for k in ("loss", "ade", "fde", "ade_1s", "ade_2s",
                                               "ade_3s", "yaw_err_deg")}
+    # The keys added after the guide's in metrics.jsonl (minADE_k, minFDE_k, MR_k, ...).
+    report.update({key: result[key[len("val_"):]] for key in ADDED_VAL_KEYS})
     report.update(cv_ade=float(cv_errors.mean()), split=args.split, samples=len(dataset),
                   checkpoint=str(args.checkpoint), epoch=state["run"]["epoch"],
                   weights="ema" if state["ema"] is not None else "model",
@@ -98,7 +102,9 @@ def evaluate(args: Namespace) -> dict:
         report["per_scenario"] = {
             s: {"samples": int((scen == s).sum()), "ade": float(per["ade"][scen == s].mean()),
                 "fde": float(per["fde"][scen == s].mean()),
-                "cv_ade": float(cv_errors[scen == s].mean())}
+                "cv_ade": float(cv_errors[scen == s].mean()),
+                "minADE_6": float(per["minADE_6"][scen == s].mean()),
+                "minFDE_6": float(per["minFDE_6"][scen == s].mean())}
             for s in np.unique(scen)}
     out = Path(args.output_dir or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,9 +112,10 @@ def evaluate(args: Namespace) -> dict:
     titles = [f"{scen[i] if scen is not None else dataset.data.keys[i][0][:8]}\n"
               f"ADE {result['per_sample']['ade'][i]:.2f} m" for i in idx]
     pred, gt = result["pred_xy"].numpy()[idx], result["gt_xy"].numpy()[idx]
+    front = ([plots.front_camera(front_images(dataset, idx), pred, gt, titles,
+                                 out / "eval_front.png")] if cfg.input_type == "camera" else [])
     report["plots"] = [str(p) for p in (
-        plots.front_camera(front_images(dataset, idx), pred, gt, titles, out / "eval_front.png"),
-        plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
+        *front, plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
         plots.ade_by_horizon(errors, cv_errors, cfg.dt, out / "eval_ade_horizon.png"))]
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -124,9 +131,11 @@ def main(argv=None) -> int:
         return 2
     print(f"{args.split}: ADE {report['val_ade']:.3f} m, FDE {report['val_fde']:.3f} m, "
           f"constant-velocity ADE {report['cv_ade']:.3f} m over {report['samples']} samples")
+    print(f"  minADE_6 {report['val_minADE_6']:.3f} m, minFDE_6 {report['val_minFDE_6']:.3f} m, "
+          f"MR_6 {report['val_MR_6']:.3f}, brier-minFDE_6 {report['val_brier_minFDE_6']:.3f} m")
     for s, r in report.get("per_scenario", {}).items():
         print(f"  {s:<17} n={r['samples']:<4} ADE {r['ade']:.2f} m  FDE {r['fde']:.2f} m  "
-              f"(cv ADE {r['cv_ade']:.2f})")
+              f"minADE_6 {r['minADE_6']:.2f} m  (cv ADE {r['cv_ade']:.2f})")
     print(f"wrote {Path(report['plots'][0]).parent / 'eval.json'} and "
           f"{', '.join(Path(p).name for p in report['plots'])}")
     return 0

@@ -11,7 +11,8 @@ from torch import Tensor
 from .data.formats import DT
 from .kinematics import wrap_angle
 
-__all__ = ["ADE_HORIZONS_S", "constant_velocity", "displacement_errors", "trajectory_metrics"]
+__all__ = ["ADE_HORIZONS_S", "MISS_THRESHOLD_M", "constant_velocity", "displacement_errors",
+           "min_ade_fde_mr", "trajectory_metrics"]
 
 ADE_HORIZONS_S = (1, 2, 3)  # ade_{n}s: mean error over the steps at t <= n s
 
@@ -68,3 +69,87 @@ def constant_velocity(v0: Tensor, horizon: int, dt: float = DT) -> Tensor:
     t = torch.arange(1, horizon + 1, dtype=v0.dtype, device=v0.device) * dt  # (T,)
     x = v0.unsqueeze(-1) * t
     return torch.stack([x, torch.zeros_like(x)], -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Multimodal benchmark metrics (nuScenes prediction challenge, Argoverse 2 motion forecasting)
+# --------------------------------------------------------------------------------------------
+
+MISS_THRESHOLD_M = 2.0  # both devkits' default
+MISS_RULES = ("final", "max")
+
+
+def min_ade_fde_mr(pred, gt, probs=None, k: int = 6, miss: str = "final",
+                   threshold: float = MISS_THRESHOLD_M, reduce: bool = True) -> dict:
+    """minADE_k, minFDE_k and miss rate over the top-k modes, as the official devkits compute
+    them (tests/test_benchmark_metrics.py checks both on random inputs).
+
+    Args:
+        pred: ``(N, K, T, 2)`` K predicted trajectories per sample, metres; numpy or torch.
+        gt: ``(N, T, 2)``.
+        probs: optional ``(N, K)`` mode probabilities (or any non-negative scores: they are
+            normalized over the K modes for the Brier term). The top-k modes are the k most
+            probable (ties: the lower mode index first); without probs, the first k.
+            k > K uses all K, as nuScenes' ``desired_number_of_modes`` does.
+        k: modes considered.
+        miss: ``"final"`` (Argoverse 2, ``compute_is_missed_prediction``): a sample is missed
+            when the final displacement of every top-k mode is > threshold, i.e. minFDE_k >
+            threshold; ``"max"`` (nuScenes ``MissRateTopK``): when every top-k mode has a
+            maximum pointwise displacement >= threshold.
+        threshold: metres.
+        reduce: mean over the N samples (default) or per-sample ``(N,)`` values.
+
+    Returns:
+        dict with ``minADE`` (min over the top-k of the mean displacement: nuScenes
+        ``MinADEK``, av2 ``compute_ade``), ``minFDE`` (min of the final displacement:
+        ``MinFDEK``, ``compute_fde``), ``MR`` (0/1 per sample, mean when reduced) and, with
+        probs, ``brier_minFDE``: the minFDE mode's FDE + (1 - p)^2 with p its normalized
+        probability (av2 ``compute_brier_fde(normalize=True)`` at the argmin of FDE, as the
+        Argoverse 2 challenge scores it). Values are torch tensors for torch input (on its
+        device, in its float dtype), numpy for numpy input.
+    """
+    as_numpy = not torch.is_tensor(pred)
+    pred_t = torch.as_tensor(pred)
+    gt_t = torch.as_tensor(gt, device=pred_t.device)
+    if pred_t.dim() != 4 or pred_t.shape[-1] != 2 or gt_t.shape != (pred_t.shape[0], *pred_t.shape[2:]):
+        raise ValueError(f"min_ade_fde_mr: expected pred (N, K, T, 2) and gt (N, T, 2), got "
+                         f"{tuple(pred_t.shape)} and {tuple(gt_t.shape)}")
+    if miss not in MISS_RULES:
+        raise ValueError(f"min_ade_fde_mr: miss must be one of {MISS_RULES}, got {miss!r}")
+    if k < 1:
+        raise ValueError(f"min_ade_fde_mr: k must be >= 1, got {k}")
+    N, K = pred_t.shape[:2]
+    if not pred_t.is_floating_point():
+        pred_t = pred_t.double()
+    gt_t = gt_t.to(pred_t.dtype)
+    err = displacement_errors(pred_t, gt_t[:, None].expand_as(pred_t))  # (N, K, T)
+    ade, fde, worst = err.mean(-1), err[..., -1], err.amax(-1)  # (N, K) each
+    k = min(k, K)
+    p = None
+    if probs is not None:
+        p = torch.as_tensor(probs, device=pred_t.device).to(pred_t.dtype)
+        if p.shape != (N, K):
+            raise ValueError(f"min_ade_fde_mr: probs must be (N, K) = ({N}, {K}), got "
+                             f"{tuple(p.shape)}")
+        # Value check on the host only: on a GPU it would cost a sync per call (validation).
+        if p.device.type == "cpu" and not bool(((p >= 0) & torch.isfinite(p)).all()):
+            raise ValueError("min_ade_fde_mr: probs must be finite and >= 0")
+        rank = torch.sort(p, dim=-1, descending=True, stable=True).indices  # (N, K)
+        top = torch.zeros_like(p, dtype=torch.bool).scatter_(1, rank[:, :k], True)
+    else:
+        top = torch.zeros(N, K, dtype=torch.bool, device=pred_t.device)
+        top[:, :k] = True
+    inf = torch.tensor(float("inf"), dtype=pred_t.dtype, device=pred_t.device)
+    fde_top = torch.where(top, fde, inf)
+    out = {"minADE": torch.where(top, ade, inf).amin(-1), "minFDE": fde_top.amin(-1)}
+    if miss == "final":
+        out["MR"] = (out["minFDE"] > threshold).to(pred_t.dtype)
+    else:
+        out["MR"] = (torch.where(top, worst, inf).amin(-1) >= threshold).to(pred_t.dtype)
+    if p is not None:
+        best = fde_top.argmin(-1, keepdim=True)  # the first minimum, in mode order
+        p_best = (p / p.sum(-1, keepdim=True)).gather(1, best).squeeze(1)
+        out["brier_minFDE"] = out["minFDE"] + (1 - p_best) ** 2
+    if reduce:
+        out = {name: v.mean() for name, v in out.items()}
+    return {name: v.cpu().numpy() for name, v in out.items()} if as_numpy else out

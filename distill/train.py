@@ -13,6 +13,7 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
+from .benchmarks import miss_rule
 from .data.readers import DataError, one_line
 from .data.sampling import epoch_seed
 from .kinematics import ActionStats
@@ -28,14 +29,16 @@ from .training.negatives import NegativeQueue
 from .training.runtime import freeze_batchnorm, model_config, optimizer_for, pick_device, seed_all
 from .training.schedule import lr_at
 from .training.step import LossWeights, loss_terms, predict
-from .training.validate import constant_velocity_ade, run_validation, to_device
+from .training.validate import (constant_velocity_ade, run_validation, selection_metric,
+                                to_device)
 
 
 def loss_weights(args, epoch: float) -> LossWeights:
     return LossWeights(yaw=args.yaw_weight, action=args.action_weight,
                        reasoning=reasoning_weight(epoch, args.reasoning_weight,
                                                   args.reasoning_warmup_epochs),
-                       temperature=args.temperature, label_smoothing=args.label_smoothing)
+                       temperature=args.temperature, label_smoothing=args.label_smoothing,
+                       multimodal=args.multimodal_loss)
 
 
 def train(args, explicit: set[str]) -> int:
@@ -50,27 +53,27 @@ def train(args, explicit: set[str]) -> int:
     out_dir = outputs.prepare(args.output_dir, config, resuming=resumed is not None,
                               overwrite=args.overwrite)
     seed_all(args.seed)
+    cfg = model_config(args)  # horizon, history length and dt: the benchmark's when given
 
     # --- data ----------------------------------------------------------------------------------
     train_set, val_set = load_datasets(args)
     cache = actions_cache_dir(args)
-    train_actions = ActionTargets(train_set.data, cache)
-    val_actions = ActionTargets(val_set.data, cache)
+    train_actions = ActionTargets(train_set.data, cache, cfg.dt)
+    val_actions = ActionTargets(val_set.data, cache, cfg.dt)
     stats = (ActionStats.from_dict(resumed["action_stats"]) if resumed else
              ActionStats.from_actions(train_actions.actions[..., 0], train_actions.actions[..., 1]))
     stats = stats.to(device)
-    cv_ade = constant_velocity_ade(val_set)
+    cv_ade = constant_velocity_ade(val_set, cfg.dt)
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / args.batch_size)
                                 / args.accumulation_steps)
     print(f"data: {len(train_set)} train / {len(val_set)} val samples"
           f"{' (offline: random images)' if args.offline else ''}; device {device}")
 
     # --- model, optimizer, EMA -----------------------------------------------------------------
-    cfg = model_config(args)
     model = build_student(args.model, cfg).to(device)
     if args.backbone_weights and resumed is None:
         from .models.backbone import load_backbone_weights
-        load_backbone_weights(model.trunk, args.backbone_weights)
+        load_backbone_weights(model.image_trunk, args.backbone_weights)
     optimizer = optimizer_for(model, args.lr, args.weight_decay, device)
     ema = EMA(model, args.ema_decay) if args.ema else None
     negatives = (NegativeQueue(args.queue_size, cfg.embed_dim, device)
@@ -91,6 +94,8 @@ def train(args, explicit: set[str]) -> int:
     print(f"model: {args.model} {args.model_size} ({n_params / 1e6:.1f}M parameters), "
           f"{'direct' if args.no_unicycle else 'unicycle'} output"
           f"{', discrete actions' if args.discrete_actions else ''}"
+          f"{f', {cfg.num_modes} modes ({args.multimodal_loss})' if cfg.num_modes > 1 else ''}"
+          f"{f', {cfg.input_type} input' if cfg.input_type != 'camera' else ''}"
           f"{', torch.compile' if args.compile else ''}")
     metrics_log = outputs.MetricsLog(out_dir, config, keep_epochs=run.epoch)
 
@@ -154,10 +159,11 @@ def train(args, explicit: set[str]) -> int:
         val = run_validation(eval_model, make_loader(val_set, args.batch_size, args.num_workers,
                                                       kind=args.loader, device=device),
                              cfg, stats, val_actions, loss_weights(args, epoch), device,
-                             action_stats=args.log_action_stats)
-        improved = val["ade"] < run.best_ade
+                             action_stats=args.log_action_stats, miss=miss_rule(args.benchmark))
+        score = selection_metric(val, cfg.num_modes)
+        improved = score < run.best_ade
         if improved:
-            run.best_ade, run.best_epoch, run.bad_epochs = val["ade"], epoch, 0
+            run.best_ade, run.best_epoch, run.bad_epochs = score, epoch, 0
         else:
             run.bad_epochs += 1
         run.epoch = epoch
@@ -167,7 +173,7 @@ def train(args, explicit: set[str]) -> int:
         if "action_stats" in val:
             record["action_stats"] = val["action_stats"]
         metrics_log.append(record)
-        print(outputs.epoch_line(record, args.max_epochs, run), flush=True)
+        print(outputs.epoch_line(record, args.max_epochs, run, cfg.num_modes), flush=True)
 
         # --- checkpoints -----------------------------------------------------------------------
         state = {"config": config, "model_config": asdict(cfg), "model": model.state_dict(),

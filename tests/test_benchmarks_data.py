@@ -21,19 +21,28 @@ from distill.train import main as train_main
 
 av2_serialization = pytest.importorskip("av2.datasets.motion_forecasting.scenario_serialization")
 pytest.importorskip("nuscenes")
-from distill.benchmarks import tiny_argoverse2, tiny_nuscenes  # noqa: E402
+from distill.benchmarks import tiny  # noqa: E402
 from distill.benchmarks.argoverse2 import Argoverse2Forecasting  # noqa: E402
 from distill.benchmarks.nuscenes import NuScenesPrediction  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def argoverse2_root(tmp_path_factory):
-    return tiny_argoverse2.write(tmp_path_factory.mktemp("av2"), train=8, val=4)
+def tiny_root(tmp_path_factory):
+    """Both tiny datasets, written by the CLI a user would run."""
+    out = tmp_path_factory.mktemp("bench")
+    assert tiny.main(["--out", str(out), "--av2-train", "8", "--av2-val", "4",
+                      "--nuscenes-train-scenes", "2", "--nuscenes-val-scenes", "1"]) == 0
+    return out
 
 
 @pytest.fixture(scope="module")
-def nuscenes_root(tmp_path_factory):
-    return tiny_nuscenes.write(tmp_path_factory.mktemp("nuscenes"))
+def argoverse2_root(tiny_root):
+    return tiny_root / "argoverse2"
+
+
+@pytest.fixture(scope="module")
+def nuscenes_root(tiny_root):
+    return tiny_root / "nuscenes"
 
 
 def test_the_bench_extra_pins_are_what_is_installed_and_import_together():
@@ -79,6 +88,23 @@ def test_argoverse2_focal_trajectory_matches_the_scenario(argoverse2_root):
     np.testing.assert_allclose(ours @ rot.T + world[49], world, atol=1e-3)
     assert item["trajectory_xyz"].shape == (60, 3) and item["ego_history_xyz"].shape == (50, 3)
     assert torch.allclose(item["ego_history_rot"][-1], torch.eye(3), atol=1e-6)
+
+
+def test_argoverse2_index_is_cached_and_the_parallel_index_agrees(argoverse2_root, monkeypatch):
+    from distill.benchmarks import argoverse2
+    serial = Argoverse2Forecasting.open(argoverse2_root, "val")
+    (cache,) = (argoverse2_root / ".distill_cache").glob("argoverse2_val_*.npz")
+    cache.unlink()
+    monkeypatch.setattr(argoverse2, "PARALLEL_FROM", 2)  # the pool path of the full splits
+    parallel = Argoverse2Forecasting.open(argoverse2_root, "val")
+    assert cache.is_file()
+    cached = Argoverse2Forecasting.open(argoverse2_root, "val")
+    for ds in (parallel, cached):
+        assert ds.data.keys == serial.data.keys
+        for name in ("trajectory_xyz", "trajectory_rot"):
+            np.testing.assert_array_equal(ds.data.labels[name], serial.data.labels[name])
+        np.testing.assert_array_equal(ds.data.history["ego_history_xyz"],
+                                      serial.data.history["ego_history_xyz"])
 
 
 def test_argoverse2_polylines_in_the_focal_frame(argoverse2_root):
@@ -129,6 +155,9 @@ def test_nuscenes_raster_is_the_devkit_representation(nuscenes_root):
     expect = (torch.from_numpy(image).permute(2, 0, 1).float() / 255
               - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
     torch.testing.assert_close(raster, expect)
+    cached = nuscenes_root / ".distill_cache" / f"nuscenes_rasters_{R}px" / f"{'_'.join(ds.pairs[2])}.png"
+    assert cached.is_file()  # the second read comes from the PNG cache, bit-identical
+    torch.testing.assert_close(ds[2]["raster"], raster, rtol=0, atol=0)
 
 
 def _train(out, *flags):

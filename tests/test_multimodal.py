@@ -44,24 +44,24 @@ def test_laplace_mixture_nll_matches_torch_distributions():
     torch.testing.assert_close(laplace_mixture_nll(mu, scale, logits, gt), want)
 
 
-def _fit(loss_name: str, K: int, steps: int = 300):
+def _fit(loss_name: str, K: int, steps: int = 120):
     """Free trajectories for one input whose future is +1 m or -1 m sideways, 50/50."""
     torch.manual_seed(0)
     T = 4
     modes = torch.nn.Parameter(torch.randn(K, T, 2) * 0.1)
     logits = torch.nn.Parameter(torch.zeros(K))
     raw_scale = torch.nn.Parameter(torch.zeros(K, T, 2))
-    opt = torch.optim.Adam([modes, logits, raw_scale], lr=0.05)
-    gt = torch.zeros(64, T, 2)
-    gt[:32, :, 1], gt[32:, :, 1] = 1.0, -1.0
+    opt = torch.optim.Adam([modes, logits, raw_scale], lr=0.1)
+    gt = torch.zeros(16, T, 2)
+    gt[:8, :, 1], gt[8:, :, 1] = 1.0, -1.0
     for _ in range(steps):
-        pred = modes.expand(64, -1, -1, -1)
-        lg = logits.expand(64, -1)
+        pred = modes.expand(16, -1, -1, -1)
+        lg = logits.expand(16, -1)
         if loss_name == "wta":
             best = best_mode(pred, gt)
             loss = position_loss(take_mode(pred, best), gt) + mode_cross_entropy(lg, best)
         else:
-            scale = torch.nn.functional.softplus(raw_scale).expand(64, -1, -1, -1) + 0.01
+            scale = torch.nn.functional.softplus(raw_scale).expand(16, -1, -1, -1) + 0.01
             loss = laplace_mixture_nll(pred, scale, lg, gt)
         opt.zero_grad()
         loss.backward()
@@ -127,6 +127,30 @@ def test_six_mode_student_predicts_and_trains_on_each_input(input_type, output, 
     assert (metrics["minADE_6"] <= metrics["minADE_1"] + 1e-6).all()
 
 
+def test_input_type_is_validated_and_the_camera_student_keeps_its_parameters():
+    with pytest.raises(ValueError, match="input_type 'lidar' is not one of"):
+        get_model_config("tiny", input_type="lidar")
+    camera = build_student("baseline", get_model_config("tiny"))
+    assert {"trunk", "camera_proj", "camera_embed"} <= {n.split(".")[0] for n, _ in
+                                                        camera.named_parameters()}
+    assert camera.image_trunk is camera.trunk and not hasattr(camera, "scale_head")
+    raster = build_student("baseline", get_model_config("tiny", input_type="raster"))
+    assert raster.image_trunk.conv1.in_channels == 3 and not hasattr(raster, "trunk")
+    vector = build_student("baseline", get_model_config("tiny", input_type="vector"))
+    assert vector.image_trunk is None
+
+
+def test_six_unicycle_modes_start_apart_one_mode_has_no_anchor():
+    """The action head starts at zero; the mode anchors' curvatures set the modes apart, from
+    right (mode 0) to left (mode 5)."""
+    cfg = get_model_config("tiny", num_modes=6)
+    stats = ActionStats(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.03]))
+    with torch.no_grad():
+        pred = predict(build_student("baseline", cfg), _batch("camera"), cfg, stats)
+    assert (pred.modes_xy[0, :, -1, 1].diff() > 1.0).all()  # metres apart at 6.4 s
+    assert not hasattr(build_student("baseline", get_model_config("tiny")), "mode_anchor")
+
+
 def test_padded_polylines_do_not_change_the_prediction():
     cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=2)
     model = build_student("baseline", cfg).eval()
@@ -164,7 +188,8 @@ def test_num_modes_flag_reaches_the_model_on_the_world(world, tmp_path, loss_nam
     """--num-modes 6 (camera input, built-in world) trains, checkpoints 6 mode queries and
     logs the multimodal metrics; the same flags evaluate."""
     argv = ["--model", "baseline", "--model-size", "tiny", "--resolution", "32",
-            "--batch-size", "16", "--num-workers", "0", "--max-epochs", "1",
+            "--batch-size", "8", "--num-workers", "0", "--max-epochs", "1",
+            "--max-train-samples", "16", "--max-val-samples", "8",
             "--num-modes", "6", "--multimodal-loss", loss_name, "--output-dir", str(tmp_path)]
     cwd = os.getcwd()
     os.chdir(world)

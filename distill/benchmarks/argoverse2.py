@@ -28,6 +28,7 @@ from .vectors import Frame, Track, build_polylines
 
 HISTORY_STEPS, FUTURE_STEPS, DT = 50, 60, 0.1  # av2's OBS / PRED timesteps at 10 Hz
 INDEX_VERSION = b"av2-index-v1"
+PARALLEL_FROM = 256  # scenarios: a process pool for the real splits, small folders in-process
 
 
 def _av2():
@@ -115,7 +116,7 @@ def load_index(folders: list[Path], cache_dir: Path) -> tuple:
             keys = list(zip(z["clip_ids"].tolist(), z["t0_us"].tolist()))
             return keys, z["hist_xy"], z["hist_yaw"], z["fut_xy"], z["fut_yaw"]
     workers = min(os.cpu_count() or 1, 8)
-    if len(folders) >= 256 and workers > 1:
+    if len(folders) >= PARALLEL_FROM and workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             rows = pool.map(index_row, folders, chunksize=64)
     else:

@@ -52,7 +52,7 @@ def trajectory_index(keys: list[tuple[str, int]], history_xy: np.ndarray,
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack per-sample dicts (tensors, tuples of tensors not allowed) and list ``clip_id``."""
+    """Stack the per-sample tensors of every key into a batch; ``clip_id`` becomes a list."""
     batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "clip_id"}
     batch["clip_id"] = [s["clip_id"] for s in samples]
     return batch

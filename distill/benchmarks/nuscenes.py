@@ -8,14 +8,19 @@ Layout (the dataset as downloaded with the map expansion):
 
     ROOT/v1.0-trainval/*.json (or ROOT/v1.0-mini/*.json: the mini_train / mini_val splits)
     ROOT/maps/expansion/{location}.json, ROOT/maps/prediction/prediction_scenes.json
+
+Rasters are cached as PNG in ROOT/.distill_cache/nuscenes_rasters_{R}px/ on first use.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..data.readers import DataError
 from ..ops import IMAGENET_MEAN, IMAGENET_STD
@@ -73,17 +78,48 @@ def agent_trajectory(helper, instance: str, sample: str, where: str) -> tuple:
     return (key, *poses(history), *poses(future))
 
 
+class RasterCache:
+    """Rasters as PNG files (lossless), one per agent and sample: for every raster the devkit
+    renders the map layers and tests every lane of the map against the window, to draw the
+    same image every epoch. An unwritable folder is skipped (rasters recomputed)."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    def get(self, name: str, make) -> np.ndarray:
+        path = self.folder / f"{name}.png" if self.folder else None
+        if path is not None and path.is_file():
+            return np.array(Image.open(path).convert("RGB"))  # writable, for torch
+        image = make()
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+            except OSError:
+                return image
+            try:  # temp file + rename: workers never read half a file
+                with os.fdopen(fd, "wb") as f:
+                    Image.fromarray(image).save(f, format="PNG")
+                os.replace(tmp, path)
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
+        return image
+
+
 class NuScenesPrediction(BenchmarkDataset):
     """Items: the common trajectory keys (S = 5, T = 12 at 0.5 s) plus ``raster`` float32
     (3, R, R), ImageNet-normalized, covering 50 m x 50 m (50 / R m per pixel)."""
 
-    def __init__(self, helper, tokens: list[str], resolution: int, where: str):
+    def __init__(self, helper, tokens: list[str], resolution: int, where: str,
+                 cache_dir: Path | None = None):
         representation, static_layer, agent_boxes, combine = _devkit()[3]
         pairs = [tuple(token.split("_")) for token in tokens]
         rows = [agent_trajectory(helper, inst, sample, where) for inst, sample in pairs]
         super().__init__(trajectory_index([r[0] for r in rows],
                                           *(np.stack([r[i] for r in rows]) for i in range(1, 5))))
         self.pairs, self.resolution = pairs, resolution
+        self.cache = RasterCache(cache_dir / f"nuscenes_rasters_{resolution}px"
+                                 if cache_dir else None)
         metres_per_pixel = RASTER_METRES / resolution
         self.rasterizer = representation(
             static_layer(helper, resolution=metres_per_pixel),
@@ -115,10 +151,12 @@ class NuScenesPrediction(BenchmarkDataset):
         if not tokens:
             raise DataError(f"{scenes_file}: the {name} split has no agents")
         return cls(PredictHelper(nusc), tokens[:limit] if limit else tokens, resolution,
-                   str(scenes_file))
+                   str(scenes_file), root / ".distill_cache")
 
     def scene(self, i: int) -> dict[str, torch.Tensor]:
-        image = self.rasterizer.make_input_representation(*self.pairs[i])  # (H, W, 3) uint8
+        pair = self.pairs[i]
+        image = self.cache.get("_".join(pair), lambda: self.rasterizer.make_input_representation(
+            *pair))  # (H, W, 3) uint8
         raster = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
         if raster.shape[-2:] != (self.resolution, self.resolution):  # int() rounding: +-1 px
             raster = F.interpolate(raster[None], size=(self.resolution,) * 2, mode="bilinear",

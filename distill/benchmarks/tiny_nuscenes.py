@@ -125,7 +125,8 @@ def _scene_agents(rng: np.random.Generator, n: int) -> list[tw.Motion]:
     return agents
 
 
-def write(out, train_scenes: int = 2, val_scenes: int = 1, agents: int = 4, seed: int = 0) -> Path:
+def write(out, train_scenes: int = 2, val_scenes: int = 1, agents: int = 4,
+          seed: int = 0) -> Path:
     """OUT/v1.0-trainval/*.json, OUT/maps/expansion/*.json, OUT/maps/*.png and
     OUT/maps/prediction/prediction_scenes.json; returns OUT."""
     from nuscenes.utils.splits import create_splits_scenes

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 BACKBONES = ("resnet18", "resnet50", "resnet101")
 OUTPUTS = ("unicycle", "direct")
+# What the student sees: the 4 cameras, a bird's-eye raster (nuScenes) or polylines (Argoverse 2).
+INPUT_TYPES = ("camera", "raster", "vector")
 
 
 @dataclass
@@ -32,6 +34,10 @@ class ModelConfig:
     discrete_actions: bool = False  # unicycle only: logits over num_action_bins per action
     num_action_bins: int = 256
     num_modes: int = 1  # trajectory hypotheses, each with a mode logit
+    predict_scale: bool = False  # a Laplace scale per step and mode (the "nll" loss needs it)
+    input_type: str = "camera"  # one of INPUT_TYPES
+    raster_channels: int = 3  # raster input: RGB of the devkit's rasterizer
+    polyline_features: int = 10  # vector input: features per point (benchmarks/vectors.py)
 
     def __post_init__(self):
         def check(ok: bool, message: str):
@@ -40,12 +46,15 @@ class ModelConfig:
 
         check(self.backbone in BACKBONES, f"backbone {self.backbone!r} is not one of {BACKBONES}")
         check(self.output in OUTPUTS, f"output {self.output!r} is not one of {OUTPUTS}")
+        check(self.input_type in INPUT_TYPES,
+              f"input_type {self.input_type!r} is not one of {INPUT_TYPES}")
         check(not self.discrete_actions or self.output == "unicycle",
               f"discrete_actions needs output 'unicycle', not {self.output!r}")
         check(not self.discrete_actions or self.num_action_bins >= 2,
               f"discrete_actions needs num_action_bins >= 2, got {self.num_action_bins}")
         for field in ("d_model", "num_layers", "num_heads", "ffn_dim", "num_cameras",
-                      "history_steps", "horizon", "embed_dim", "num_modes"):
+                      "history_steps", "horizon", "embed_dim", "num_modes", "raster_channels",
+                      "polyline_features"):
             check(getattr(self, field) >= 1, f"{field} must be >= 1, got {getattr(self, field)}")
         check(self.d_model % self.num_heads == 0,
               f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")

@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="distill: unicycle rollout implementation: the compiled op, or plain "
                    "PyTorch (same results, for A/B; docs/compiled_ops.md)")
+    g = p.add_argument_group("benchmarks (docs/benchmarks.md)")
+    g.add_argument("--benchmark", choices=("nuscenes", "argoverse2"), default=None,
+                   help="train on a standard benchmark instead of the teacher's labels")
+    g.add_argument("--input-type", choices=("camera", "raster", "vector"), default="camera",
+                   help="input modality: camera (the guide's data), raster (nuScenes BEV), "
+                   "vector (Argoverse 2 polylines)")
+    g.add_argument("--num-modes", type=int, choices=(1, 6), default=1,
+                   help="number of predicted trajectory modes")
+    g.add_argument("--multimodal-loss", choices=("wta", "nll"), default="wta",
+                   help="wta: best mode regressed + mode cross-entropy; nll: Laplace mixture "
+                   "likelihood")
+    g.add_argument("--nuscenes-root", default=None, metavar="PATH",
+                   help="nuScenes root (v1.0-trainval/ or v1.0-mini/ and maps/)")
+    g.add_argument("--argoverse2-root", default=None, metavar="PATH",
+                   help="Argoverse 2 motion forecasting root (train/ and val/)")
     g = p.add_argument_group("diagnostics")
     g.add_argument("--freeze-bn", action="store_true",
                    help="BatchNorm layers in eval mode (frozen statistics)")
@@ -153,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights")
+DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights",
+              "nuscenes_root", "argoverse2_root")
 
 
 def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
@@ -209,3 +225,33 @@ def check_combinations(args: argparse.Namespace) -> None:
         raise ConfigError("--reasoning-negatives queue needs --model reasoning")
     if args.overfit_tiny and (args.max_train_samples or args.max_val_samples):
         raise ConfigError("--overfit-tiny sets both splits; drop --max-train/val-samples")
+    check_benchmark(args)
+
+
+# The input each benchmark provides and the flag that locates it.
+BENCHMARK_INPUTS = {"nuscenes": ("raster", "nuscenes_root"),
+                    "argoverse2": ("vector", "argoverse2_root")}
+
+
+def check_benchmark(args: argparse.Namespace) -> None:
+    """--benchmark, --input-type and the dataset roots must agree (one-line ConfigError)."""
+    for name, (input_type, root) in BENCHMARK_INPUTS.items():
+        flag = "--" + root.replace("_", "-")
+        if args.benchmark == name:
+            if getattr(args, root) is None:
+                raise ConfigError(f"--benchmark {name} needs {flag} PATH")
+            if args.input_type != input_type:
+                raise ConfigError(f"--benchmark {name} needs --input-type {input_type} "
+                                  f"(got {args.input_type})")
+        elif getattr(args, root) is not None:
+            raise ConfigError(f"{flag} is only read with --benchmark {name}")
+    if args.benchmark is None and args.input_type != "camera":
+        needs = next(n for n, (t, _) in BENCHMARK_INPUTS.items() if t == args.input_type)
+        raise ConfigError(f"--input-type {args.input_type} needs --benchmark {needs}")
+    if args.benchmark and args.model == "reasoning":
+        raise ConfigError(f"--benchmark {args.benchmark} has no teacher reasoning to distill; "
+                          "use --model baseline")
+    if args.benchmark and args.offline:
+        raise ConfigError(f"--offline has no {args.benchmark} data; drop one of them")
+    if args.input_type == "vector" and args.backbone_weights:
+        raise ConfigError("--backbone-weights loads a ResNet; --input-type vector has none")

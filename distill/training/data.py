@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..benchmarks import load_benchmark_split
 from ..data import formats
 from ..data.batch import collate, yaw_from_rot
 from ..data.dataset import SampleDataset
@@ -24,8 +25,10 @@ ACTIONS_CACHE_VERSION = b"actions-v1"
 
 def load_dataset(args, split: str) -> SampleDataset:
     """The ``split`` ("train" or "val") dataset per the data flags: the files (joined by key)
-    or --offline samples; --overfit-tiny N uses the first N training samples for both splits;
-    --max-train/val-samples keep the first N."""
+    or --offline samples, or --benchmark's split; --overfit-tiny N uses the first N training
+    samples for both splits; --max-train/val-samples keep the first N."""
+    if getattr(args, "benchmark", None):  # configs saved before the flag existed have none
+        return load_benchmark_split(args, split)
     source = "train" if args.overfit_tiny else split
     limit = args.overfit_tiny or (args.max_train_samples if split == "train"
                                   else args.max_val_samples)
@@ -44,8 +47,8 @@ def load_datasets(args) -> tuple[SampleDataset, SampleDataset]:
     return load_dataset(args, "train"), load_dataset(args, "val")
 
 
-def _digest(data: SplitData) -> str:
-    h = hashlib.sha1(ACTIONS_CACHE_VERSION)
+def _digest(data: SplitData, dt: float) -> str:
+    h = hashlib.sha1(ACTIONS_CACHE_VERSION + repr(dt).encode())
     for a in (data.labels["trajectory_xyz"], data.labels["trajectory_rot"],
               data.history["ego_history_xyz"]):
         h.update(np.ascontiguousarray(a).tobytes())
@@ -65,13 +68,13 @@ def teacher_actions(data: SplitData, dt: float = formats.DT) -> np.ndarray:
 class ActionTargets:
     """Teacher actions of a split, looked up by sample key."""
 
-    def __init__(self, data: SplitData, cache_dir: Path | None = None):
+    def __init__(self, data: SplitData, cache_dir: Path | None = None, dt: float = formats.DT):
         self.row = {k: i for i, k in enumerate(data.keys)}
-        cache = cache_dir / f"actions_{_digest(data)}.npz" if cache_dir else None
+        cache = cache_dir / f"actions_{_digest(data, dt)}.npz" if cache_dir else None
         if cache is not None and cache.is_file():
             actions = np.load(cache)["actions"]
         else:
-            actions = teacher_actions(data)
+            actions = teacher_actions(data, dt)
             if cache is not None:
                 try:
                     formats.save_npz_atomic(cache, actions=actions)
@@ -85,7 +88,11 @@ class ActionTargets:
 
 
 def actions_cache_dir(args) -> Path | None:
-    return None if args.offline else Path(args.train_labels).parent / ".distill_cache"
+    if args.offline:
+        return None
+    benchmark = getattr(args, "benchmark", None)
+    root = getattr(args, f"{benchmark}_root") if benchmark else Path(args.train_labels).parent
+    return Path(root) / ".distill_cache"
 
 
 def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
@@ -104,5 +111,5 @@ def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None
         raise ValueError(f"unknown loader {kind!r}; expected dali or torch")
     order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last, batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                      collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
-                      persistent_workers=False)
+                      collate_fn=getattr(dataset, "collate_fn", collate),  # benchmarks' own
+                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False)

@@ -13,7 +13,15 @@ from .args import RESUMABLE_OVERRIDES
 
 METRIC_KEYS = ("epoch", "step", "lr", "train_loss", "train_pos", "train_yaw", "train_action",
                "train_reasoning", "val_loss", "val_ade", "val_fde", "val_ade_1s", "val_ade_2s",
-               "val_ade_3s", "val_yaw_err_deg", "cv_ade", "samples_per_s", "time_s")
+               "val_ade_3s", "val_yaw_err_deg", "cv_ade", "samples_per_s", "time_s",
+               # Multimodal metrics (distill.training.step.MODE_KS; equal to the k = 1 ones
+               # for a single-mode model), added after the guide's keys.
+               "val_minADE_1", "val_minFDE_1", "val_MR_1", "val_minADE_6", "val_minFDE_6",
+               "val_MR_6", "val_brier_minFDE_6",
+               # Reasoning retrieval (docs/reasoning.md); null for the baseline (no embedding).
+               "val_coc_top1", "val_coc_top5")
+# The keys after the guide's: each is "val_" + a key of the validation result.
+ADDED_VAL_KEYS = METRIC_KEYS[METRIC_KEYS.index("time_s") + 1:]
 
 
 @dataclass
@@ -22,7 +30,7 @@ class RunState:
 
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps
-    best_ade: float = math.inf  # best val ADE (m) of the saved weights
+    best_ade: float = math.inf  # best val ADE (m; minADE_K with K modes) of the saved weights
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the best (early stopping)
 
@@ -91,14 +99,16 @@ def epoch_record(epoch, step, lr, train_means, val: dict, cv_ade, samples_per_s,
     loss, pos, yaw, action, reasoning = train_means
     values = (epoch, step, lr, loss, pos, yaw, action, reasoning, val["loss"], val["ade"],
               val["fde"], val["ade_1s"], val["ade_2s"], val["ade_3s"], val["yaw_err_deg"],
-              cv_ade, samples_per_s, time_s)
+              cv_ade, samples_per_s, time_s, *(val[key[len("val_"):]] for key in ADDED_VAL_KEYS))
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in zip(METRIC_KEYS, values)}
 
 
-def epoch_line(r: dict, max_epochs: int, run: RunState) -> str:
+def epoch_line(r: dict, max_epochs: int, run: RunState, num_modes: int = 1) -> str:
+    modes = f" minADE_{num_modes} {r[f'val_minADE_{num_modes}']:.3f} m" if num_modes > 1 else ""
     return (f"epoch {r['epoch']:>3}/{max_epochs} | train {r['train_loss']:.4f} "
             f"(pos {r['train_pos']:.4f} yaw {r['train_yaw']:.4f} act {r['train_action']:.4f} "
-            f"reas {r['train_reasoning']:.4f}) | val {r['val_loss']:.4f} ADE {r['val_ade']:.3f} m "
+            f"reas {r['train_reasoning']:.4f}) | val {r['val_loss']:.4f} ADE {r['val_ade']:.3f} m"
+            f"{modes} "
             f"FDE {r['val_fde']:.3f} m (cv ADE {r['cv_ade']:.3f}) | lr {r['lr']:.2e} | "
             f"{r['samples_per_s']:.1f} samples/s | best {run.best_ade:.3f} @ {run.best_epoch}"
             + (f" | patience {run.bad_epochs}" if run.bad_epochs else ""))

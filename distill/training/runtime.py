@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..benchmarks import benchmark_model_fields
 from ..models import get_model_config
 from .args import ConfigError
 
@@ -32,6 +33,10 @@ def model_config(args):
         output="direct" if args.no_unicycle else "unicycle",
         discrete_actions=args.discrete_actions,
         num_action_bins=args.num_action_bins,
+        num_modes=args.num_modes,
+        predict_scale=args.multimodal_loss == "nll",
+        input_type=args.input_type,
+        **benchmark_model_fields(args.benchmark),
     )
 
 

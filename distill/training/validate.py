@@ -21,9 +21,11 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def run_validation(model, loader, cfg, stats, actions, weights, device,
-                   keep_predictions: bool = False, action_stats: bool = False) -> dict:
-    """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader``. With
-    ``keep_predictions``, also the per-sample metrics, predicted and teacher xy and the keys;
+                   keep_predictions: bool = False, action_stats: bool = False,
+                   miss: str = "final") -> dict:
+    """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader`` (``miss``:
+    the miss rule of MR_k, see ``distill.metrics.min_ade_fde_mr``). With ``keep_predictions``,
+    also the per-sample metrics, predicted (most probable mode) and teacher xy and the keys;
     with ``action_stats`` (unicycle modes), predicted vs teacher action statistics."""
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -37,7 +39,7 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
         batch = to_device(batch, device)
         pred = predict(model, batch, cfg, stats)
         terms = loss_terms(pred, batch, target, cfg, stats, weights)
-        metrics = sample_metrics(pred, batch, cfg.dt)
+        metrics = sample_metrics(pred, batch, cfg.dt, miss)
         n = len(batch["clip_id"])
         for k in LOSS_KEYS:
             sums[k] = sums.get(k, 0.0) + terms[k].detach() * n
@@ -96,9 +98,17 @@ def summarize_actions(pred, target) -> dict:
     return out
 
 
-def constant_velocity_ade(dataset) -> float:
-    """ADE of driving straight on at the speed estimated from the history (``cv_ade``)."""
+def constant_velocity_ade(dataset, dt: float = DT) -> float:
+    """ADE of driving straight on at the speed estimated from the history (``cv_ade``); dt is
+    the time between poses (the benchmarks' differs from the guide's 0.1 s)."""
     hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
     gt = torch.from_numpy(dataset.data.labels["trajectory_xyz"][..., :2]).double()
-    cv = constant_velocity(estimate_v0(hist, DT), gt.shape[1], DT)
+    cv = constant_velocity(estimate_v0(hist, dt), gt.shape[1], dt)
     return float(displacement_errors(cv, gt).mean())
+
+
+def selection_metric(val: dict, num_modes: int) -> float:
+    """What model selection and early stopping minimize: val ADE, or with several modes the
+    minADE over all of them (the most probable mode's ADE would judge a multimodal model by
+    one guess at a fork, which is not what it is trained or compared for)."""
+    return val["ade"] if num_modes == 1 else val[f"minADE_{num_modes}"]
