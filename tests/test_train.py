@@ -96,6 +96,24 @@ def test_resume_from_epoch2_equals_the_straight_run(world, straight_run, tmp_pat
         == [3]
 
 
+def test_queue_negatives_resume_exactly(world, tmp_path):
+    """--reasoning-negatives queue: the queue is in the checkpoints, so a run resumed from
+    epoch 1 ends with the straight run's weights and queue; retrieval metrics are logged."""
+    queue = ("--reasoning-negatives", "queue", "--queue-size", "40", "--max-epochs", "2",
+             "--max-train-samples", "32")
+    assert _train(world, tmp_path / "straight", *queue) == 0
+    first = tmp_path / "straight" / "reasoning_seed42_epoch1.pt"
+    assert _train(world, tmp_path / "resumed", *queue, "--resume", str(first)) == 0
+    a, b = (torch.load(tmp_path / run / "reasoning_seed42_latest.pt", weights_only=True)
+            for run in ("straight", "resumed"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["negatives"]["count"] == 40 and torch.equal(a["negatives"]["embeddings"],
+                                                         b["negatives"]["embeddings"])
+    record = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= record["val_coc_top1"] <= record["val_coc_top5"] <= 1
+
+
 def test_resume_refuses_a_differing_flag(world, straight_run, tmp_path, capsys):
     code = _train(world, tmp_path, "--max-epochs", "4", "--lr", "1e-3",
                   "--resume", str(straight_run / "reasoning_seed42_epoch2.pt"))
@@ -140,6 +158,7 @@ def test_output_modes_train(tmp_path, mode):
     assert train_main(argv) == 0
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["val_ade"] > 0
+    assert record["val_coc_top1"] is None and record["val_coc_top5"] is None  # no embedding
     assert ("action_stats" in record) == ("--log-action-stats" in mode)
 
 
