@@ -16,7 +16,6 @@ import torch
 
 from . import plots
 from .benchmarks import miss_rule
-from .data import formats
 from .data.readers import DataError, one_line, read_frames
 from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors

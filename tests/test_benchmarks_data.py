@@ -5,7 +5,6 @@ on each, and the one-line refusals."""
 from __future__ import annotations
 
 import json
-import os
 from importlib import metadata
 
 import numpy as np

@@ -223,18 +223,17 @@ def test_bad_inputs_get_the_reference_errors(args, message, backend):
 
 def test_queue_is_a_fifo_of_the_last_rows():
     queue = NegativeQueue(size=5, dim=2, device="cpu")
-    batch, batch_ids = torch.zeros(2, 2), torch.tensor([7, 8])
-    teacher, ids = queue.extend(batch, batch_ids)  # empty queue: the batch alone
-    assert teacher.shape == (2, 2) and ids.tolist() == [7, 8]
+    teacher, ids = queue.rows()  # empty queue: no rows
+    assert teacher.shape == (0, 2) and ids.tolist() == []
     for start in (0, 3, 6):  # rows 0..8 pushed 3 at a time; the last 5 remain
         rows = torch.arange(start, start + 3, dtype=F32)
         queue.push(rows[:, None].repeat(1, 2), rows.long() + 100)
-    teacher, ids = queue.extend(batch, batch_ids)
-    assert teacher.shape == (7, 2) and ids[:2].tolist() == [7, 8]
-    assert sorted(ids[2:].tolist()) == [104, 105, 106, 107, 108]
-    assert sorted(teacher[2:, 0].tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    teacher, ids = queue.rows()
+    assert teacher.shape == (5, 2)
+    assert sorted(ids.tolist()) == [104, 105, 106, 107, 108]
+    assert sorted(teacher[:, 0].tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
     queue.push(torch.arange(12, dtype=F32)[:, None].repeat(1, 2), torch.arange(12))  # B > size
-    assert sorted(queue.extend(batch, batch_ids)[1][2:].tolist()) == [7, 8, 9, 10, 11]
+    assert sorted(queue.rows()[1].tolist()) == [7, 8, 9, 10, 11]
 
 
 def test_queue_state_round_trips():
@@ -244,8 +243,7 @@ def test_queue_state_round_trips():
     copy.load_state_dict(queue.state_dict())
     queue.push(torch.ones(2, 3), torch.tensor([9, 9]))
     copy.push(torch.ones(2, 3), torch.tensor([9, 9]))
-    for a, b in zip(queue.extend(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
-                    copy.extend(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))):
+    for a, b in zip(queue.rows(), copy.rows()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="does not match"):
         NegativeQueue(size=8, dim=3, device="cpu").load_state_dict(queue.state_dict())

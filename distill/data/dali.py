@@ -101,21 +101,21 @@ def build_pipeline(source: FrameSource, images_per_batch: int, workers: int,
 class DaliLoader:
     """One pass over a ``SampleDataset`` (frames files) in batches of the contract.
 
-    ``shuffle_seed``, ``rank``, ``world_size`` and ``drop_last`` pick the samples and their
-    order as ``sampling.epoch_order`` does; ``workers`` is both DALI's CPU threads and its
+    ``shuffle_seed``, ``rank``, ``world_size``, ``drop_last`` and ``skip`` pick the samples and
+    their order as ``sampling.epoch_order`` does; ``workers`` is both DALI's CPU threads and its
     reader processes (0: read in this process). On ``device`` cuda the frames are decoded and
     normalised on that GPU and come out there; the other keys stay on the CPU.
     """
 
     def __init__(self, dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", skip: int = 0):
         if not dataset.data.frame_paths:
             raise ValueError("the DALI loader reads frames files; this dataset has none "
                              "(--offline): use --loader torch")
         self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
         self.order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last,
-                                 batch_size)
+                                 batch_size, skip)
         self.device = torch.device(device)
 
     def __len__(self) -> int:

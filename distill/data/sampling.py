@@ -13,7 +13,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def epoch_order(n: int, shuffle_seed: int | None = None, rank: int = 0, world_size: int = 1,
-                drop_last: bool = False, batch_size: int = 1) -> np.ndarray:
+                drop_last: bool = False, batch_size: int = 1, skip: int = 0) -> np.ndarray:
     """int64 indices of the samples rank ``rank`` of ``world_size`` visits in one pass over
     ``n`` samples, in order.
 
@@ -24,6 +24,10 @@ def epoch_order(n: int, shuffle_seed: int | None = None, rank: int = 0, world_si
     is dropped with ``drop_last`` (every rank then runs the same number of steps) or else
     shared out in contiguous pieces of ceil(m / world_size): either way no sample is visited
     twice, and without ``drop_last`` every sample is visited exactly once.
+
+    ``skip`` drops the first ``skip`` samples of the global order before it is cut: a run
+    resumed mid-epoch (after SIGTERM) goes on with the samples it had not seen, at any world
+    size.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, world size {world_size})")
@@ -31,6 +35,8 @@ def epoch_order(n: int, shuffle_seed: int | None = None, rank: int = 0, world_si
         order = np.arange(n, dtype=np.int64)
     else:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed)).numpy()
+    order = order[skip:]
+    n = len(order)
     step = world_size * batch_size
     full = n // step * step
     mine = order[:full].reshape(-1, world_size, batch_size)[:, rank].reshape(-1)

@@ -14,7 +14,6 @@ class Accel:
     autocast_dtype: torch.dtype | None = None  # bf16 autocast on CUDA
     channels_last: bool = False  # NHWC convolutions (cuDNN's fast path for ResNets)
     tf32: bool = False  # TF32 matmuls and convolutions on Ampere+
-    fused_adamw: bool = True  # one kernel per parameter group; also gates non-finite steps
     cuda_graphs: bool = False  # replay the captured step
     compile: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -26,32 +25,35 @@ class Accel:
 
 
 def resolve(precision: str, cuda_graphs: bool, compile: bool, accumulation_steps: int,
-            device_type: str, bf16_supported: bool = False) -> Accel:
+            device_type: str, bf16_supported: bool = False, distributed: bool = False,
+            negative_queue: bool = False) -> Accel:
     """The settings for ``device_type`` ("cuda" or "cpu") and the notes that explain each
-    request that falls back."""
+    request that falls back. ``precision``: "auto" (bf16 where the GPU has it, else fp32),
+    "bf16" or "fp32"."""
     notes = []
     on_cuda = device_type == "cuda"
     dtype = None
-    if precision == "bf16":
-        if on_cuda and bf16_supported:
-            dtype = torch.bfloat16
-        elif on_cuda:
-            notes.append("--precision bf16: this GPU has no bf16; training in fp32")
-        else:
-            notes.append("--precision bf16: bf16 autocast is for CUDA; training in fp32 on CPU")
+    if precision in ("auto", "bf16") and on_cuda and bf16_supported:
+        dtype = torch.bfloat16
+    elif precision == "bf16":
+        notes.append("--precision bf16: this GPU has no bf16; training in fp32" if on_cuda else
+                     "--precision bf16: bf16 autocast is for CUDA; training in fp32 on CPU")
     graphs = False
     if cuda_graphs:
-        if not on_cuda:
-            notes.append("--cuda-graphs: CUDA graphs need a GPU; running the step eagerly")
-        elif accumulation_steps != 1:
-            notes.append("--cuda-graphs: captures one whole optimizer step, so it needs "
-                         "--accumulation-steps 1; running the step eagerly")
-        else:
-            graphs = True
+        why = ("CUDA graphs need a GPU" if not on_cuda else
+               "a graph holds one whole optimizer step, so it needs --accumulation-steps 1"
+               if accumulation_steps != 1 else
+               "not with DDP (its bucketed all-reduce is not captured)" if distributed else
+               "--reasoning-negatives queue moves its ring buffer on the host"
+               if negative_queue else None)
+        if why:
+            notes.append(f"--cuda-graphs: {why}; running the step eagerly")
+        graphs = why is None
     if on_cuda:
         notes.append("GPU step: TF32 matmuls, channels_last convolutions, fused AdamW"
-                     + (", bf16 autocast" if dtype else "") + (", CUDA graphs" if graphs else ""))
-    return Accel(autocast_dtype=dtype, channels_last=on_cuda, tf32=on_cuda, fused_adamw=True,
+                     + (", bf16 autocast" if dtype else ", fp32")
+                     + (", CUDA graphs" if graphs else ""))
+    return Accel(autocast_dtype=dtype, channels_last=on_cuda, tf32=on_cuda,
                  cuda_graphs=graphs, compile=compile, notes=tuple(notes))
 
 

@@ -12,9 +12,9 @@ from ..ops import ROLLOUTS
 
 # Flags that may differ when resuming: they change how long or where a run goes, not what it is.
 RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device",
-                       "loader"}
+                       "loader", "compile", "precision", "cuda_graphs", "max_nonfinite_steps"}
 # Flags that are about this invocation, never part of a run's config.
-INVOCATION_ONLY = {"resume", "overwrite", "rollout"}
+INVOCATION_ONLY = {"resume", "overwrite", "rollout", "profile"}
 
 
 class ConfigError(ValueError):
@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="distill: auto = cuda when available")
+    g = p.add_argument_group("speed and scale (distill; docs/scaling.md, docs/profiling.md)")
+    g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast on a GPU that has it (auto), or fp32; CPUs train in fp32")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="capture the whole training step in a CUDA graph and replay it "
+                   "(GPU, --accumulation-steps 1, one process)")
+    g.add_argument("--max-nonfinite-steps", type=_positive_int, default=20,
+                   help="stop after this many non-finite steps in a row (each is skipped)")
+    g.add_argument("--profile", type=_non_negative_int, default=0, metavar="N",
+                   help="write a torch.profiler chrome trace of N steps after 3 warmup steps "
+                   "to OUTPUT_DIR/profile_trace.json (0 = off)")
     g = p.add_argument_group("losses")
     g.add_argument("--yaw-weight", type=_non_negative_float, default=0.3)
     g.add_argument("--reasoning-weight", type=_non_negative_float, default=0.25)

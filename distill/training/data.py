@@ -97,19 +97,22 @@ def actions_cache_dir(args) -> Path | None:
 
 def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
                 drop_last: bool = False, pin_memory: bool = False, kind: str = "torch",
-                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
+                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
+                skip: int = 0):
     """One pass over ``dataset`` in batches of the contract, by the ``kind`` of loader: "dali"
     (``data/dali.py``; frames decoded on ``device``) or "torch" (PIL decode in DataLoader
     workers). Both visit ``sampling.epoch_order`` (shuffled from ``shuffle_seed``, one seed
     per epoch, so a resumed run sees the same order as a straight one; sharded by ``rank`` of
-    ``world_size``). --offline datasets have no files and always use the torch loader."""
+    ``world_size``; ``skip``: global samples of the order already seen, see ``epoch_order``).
+    --offline datasets have no files and always use the torch loader."""
     if kind == "dali" and getattr(getattr(dataset, "data", None), "frame_paths", None):
         from ..data.dali import DaliLoader
         return DaliLoader(dataset, batch_size, workers, shuffle_seed, drop_last, rank,
-                          world_size, device)
+                          world_size, device, skip)
     if kind not in ("dali", "torch"):
         raise ValueError(f"unknown loader {kind!r}; expected dali or torch")
-    order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last, batch_size)
+    order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last, batch_size,
+                        skip)
     return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
                       collate_fn=getattr(dataset, "collate_fn", collate),  # benchmarks' own
                       drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False)

@@ -34,14 +34,14 @@ class StopRequest:
 
 
 class NonFiniteGuard:
-    """Counts non-finite losses on the device and gates the optimizer step with them: the
-    fused AdamW kernel skips its update when ``optimizer.found_inf`` is 1 (the mechanism
+    """Counts optimizer steps whose loss (or, with --grad-clip, gradient norm) is not finite,
+    on the device, and gates the optimizer step with them: the fused AdamW kernel skips its
+    update and leaves its step count when ``optimizer.found_inf`` is 1 (the mechanism
     GradScaler uses), so nothing waits for the host. The forward pass of such a step has
     already moved the BatchNorm running statistics towards inf/NaN; ``snapshot`` /
     ``restore_if`` put them back (they are small: 0.1 MB in the tiny student)."""
 
-    def __init__(self, device: torch.device, max_in_a_row: int, model: torch.nn.Module):
-        self.max_in_a_row = max_in_a_row
+    def __init__(self, device: torch.device, model: torch.nn.Module):
         self.total = torch.zeros((), device=device)
         self.in_a_row = torch.zeros((), device=device)
         self.buffers = [b for b in model.buffers() if b.is_floating_point()]
@@ -55,12 +55,15 @@ class NonFiniteGuard:
         for live, saved in zip(self.buffers, self.saved):
             live.copy_(torch.where(found.bool(), saved, live))
 
-    def check(self, loss: torch.Tensor) -> torch.Tensor:
-        """1.0 when ``loss`` is not finite, else 0.0 (a device scalar); updates the counts."""
-        found = (~torch.isfinite(loss.detach())).float()
+    @staticmethod
+    def not_finite(value: torch.Tensor) -> torch.Tensor:
+        """1.0 when ``value`` (a scalar) is not finite, else 0.0, on its device."""
+        return (~torch.isfinite(value.detach())).float()
+
+    def record(self, found: torch.Tensor) -> None:
+        """Counts one optimizer step that was skipped (``found`` 1) or taken (0)."""
         self.total += found
-        self.in_a_row.mul_(found).add_(found)  # reset on a finite step
-        return found
+        self.in_a_row.mul_(found).add_(found)  # reset by a finite step
 
     @staticmethod
     def gate(optimizer: torch.optim.Optimizer, found: torch.Tensor) -> None:
@@ -78,3 +81,7 @@ class NonFiniteGuard:
     def load_state_dict(self, state: dict) -> None:
         self.total.copy_(state["total"])
         self.in_a_row.copy_(state["in_a_row"])
+
+
+class DivergedError(RuntimeError):
+    """Too many non-finite steps in a row; the message is one line."""

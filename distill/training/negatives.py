@@ -24,11 +24,10 @@ class NegativeQueue:
     def size(self) -> int:
         return self.embeddings.shape[0]
 
-    def extend(self, teacher: Tensor, teacher_ids: Tensor) -> tuple[Tensor, Tensor]:
-        """The batch's teacher rows (B, D) and ids (B,) followed by the queue's:
-        ((B + count, D), (B + count,)). The queue's row order does not matter to the loss."""
-        return (torch.cat([teacher, self.embeddings[:self.count].to(teacher.dtype)]),
-                torch.cat([teacher_ids, self.ids[:self.count]]))
+    def rows(self) -> tuple[Tensor, Tensor]:
+        """The filled rows: embeddings (count, D) and ids (count,). Their order does not
+        matter to the loss."""
+        return self.embeddings[:self.count], self.ids[:self.count]
 
     @torch.no_grad()
     def push(self, teacher: Tensor, teacher_ids: Tensor) -> None:

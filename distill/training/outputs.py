@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checkpoint
@@ -19,9 +19,12 @@ METRIC_KEYS = ("epoch", "step", "lr", "train_loss", "train_pos", "train_yaw", "t
                "val_minADE_1", "val_minFDE_1", "val_MR_1", "val_minADE_6", "val_minFDE_6",
                "val_MR_6", "val_brier_minFDE_6",
                # Reasoning retrieval (docs/reasoning.md); null for the baseline (no embedding).
-               "val_coc_top1", "val_coc_top5")
-# The keys after the guide's: each is "val_" + a key of the validation result.
-ADDED_VAL_KEYS = METRIC_KEYS[METRIC_KEYS.index("time_s") + 1:]
+               "val_coc_top1", "val_coc_top5",
+               # Optimizer steps skipped for a non-finite loss so far in the run.
+               "nonfinite_steps")
+# The keys after the guide's that come from the validation result ("val_" + its key).
+ADDED_VAL_KEYS = METRIC_KEYS[METRIC_KEYS.index("time_s") + 1:
+                             METRIC_KEYS.index("nonfinite_steps")]
 
 
 @dataclass
@@ -33,6 +36,10 @@ class RunState:
     best_ade: float = math.inf  # best val ADE (m; minADE_K with K modes) of the saved weights
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the best (early stopping)
+    # A run stopped mid-epoch (SIGTERM): global samples of epoch + 1 already trained on, and
+    # that epoch's running train sums (SUM_KEYS x samples, then samples and seconds).
+    samples_in_epoch: int = 0
+    epoch_sums: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -95,11 +102,13 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def epoch_record(epoch, step, lr, train_means, val: dict, cv_ade, samples_per_s, time_s) -> dict:
+def epoch_record(epoch, step, lr, train_means, val: dict, cv_ade, samples_per_s, time_s,
+                 nonfinite_steps: int) -> dict:
     loss, pos, yaw, action, reasoning = train_means
     values = (epoch, step, lr, loss, pos, yaw, action, reasoning, val["loss"], val["ade"],
               val["fde"], val["ade_1s"], val["ade_2s"], val["ade_3s"], val["yaw_err_deg"],
-              cv_ade, samples_per_s, time_s, *(val[key[len("val_"):]] for key in ADDED_VAL_KEYS))
+              cv_ade, samples_per_s, time_s, *(val[key[len("val_"):]] for key in ADDED_VAL_KEYS),
+              nonfinite_steps)
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in zip(METRIC_KEYS, values)}
 
 
@@ -125,6 +134,11 @@ def save_epoch(out: Path, config: dict, state: dict, epoch: int, improved: bool,
         if args.keep_last:
             for old in checkpoint.periodic(out, config)[:-args.keep_last]:
                 old.unlink()
+
+
+def save_latest(out: Path, config: dict, state: dict) -> Path:
+    """``_latest`` alone: a run stopped mid-epoch."""
+    return checkpoint.save(checkpoint.checkpoint_path(out, config, "latest"), state)
 
 
 def finish(out: Path, config: dict, save_final_only: bool) -> None:

@@ -40,12 +40,25 @@ def model_config(args):
     )
 
 
-def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torch.device):
-    """AdamW; no weight decay on biases and normalization weights (1-D tensors)."""
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torch.device,
+                  lr_on_device: bool = False):
+    """Fused AdamW (one kernel per group, CPU and CUDA; its ``found_inf`` gates non-finite
+    steps, see guard.py); no weight decay on biases and normalization weights (1-D tensors).
+    ``lr_on_device``: the learning rate is a device tensor, updated in place (CUDA graphs)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=device.type == "cuda")
+    if lr_on_device:
+        lr = torch.tensor(lr, device=device)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        if torch.is_tensor(g["lr"]):
+            g["lr"].fill_(lr)  # in place: a captured graph reads this tensor
+        else:
+            g["lr"] = lr
 
 
 def freeze_batchnorm(model: nn.Module) -> None:

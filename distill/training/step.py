@@ -15,7 +15,6 @@ from ..models.student import DIRECT_SCALE, history_input
 from ..multimodal import (best_mode, laplace_mixture_nll, mode_cross_entropy, most_probable,
                           take_mode)
 from ..ops import info_nce, unicycle_rollout
-from .negatives import NegativeQueue
 
 
 @dataclass
@@ -84,12 +83,14 @@ def predict(model, batch: dict, cfg: ModelConfig, stats: ActionStats) -> Predict
 
 def loss_terms(pred: Prediction, batch: dict, target_actions: Tensor, cfg: ModelConfig,
                stats: ActionStats, w: LossWeights,
-               negatives: NegativeQueue | None = None) -> dict[str, Tensor]:
+               extra_teacher: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """Scalar terms ``pos``, ``yaw``, ``action``, ``mode``, ``reasoning`` and their weighted
     ``loss``. ``yaw`` and ``action`` supervise the best mode (least ADE; the only one when
     K = 1). ``pos`` and ``mode`` by ``w.multimodal``: "wta" regresses the best mode's positions
     and trains the mode logits to name it (cross-entropy, 0 when K = 1); "nll" is the Laplace
-    mixture negative log-likelihood of the truth (which trains the logits itself; mode = 0)."""
+    mixture negative log-likelihood of the truth (which trains the logits itself; mode = 0).
+    ``extra_teacher``: more reasoning negatives, teacher rows (M, D) and sentence ids (M,)
+    appended after the batch's own (other ranks' rows, the --reasoning-negatives queue)."""
     gt_xy = batch["trajectory_xyz"][..., :2]
     best = best_mode(pred.modes_xy, gt_xy)  # (B,)
     zero = pred.modes_xy.new_zeros(())
@@ -118,8 +119,9 @@ def loss_terms(pred: Prediction, batch: dict, target_actions: Tensor, cfg: Model
                                              stats.normalize(target_actions))
     if "embedding" in pred.heads:
         teacher, ids = batch["coc_embedding"], batch["coc_id"]
-        if negatives is not None:  # --reasoning-negatives queue: past rows after the batch's
-            teacher, ids = negatives.extend(teacher, ids)
+        if extra_teacher is not None:
+            teacher = torch.cat([teacher, extra_teacher[0].to(teacher.dtype)])
+            ids = torch.cat([ids, extra_teacher[1]])
         terms["reasoning"] = info_nce(pred.heads["embedding"], teacher, w.temperature,
                                       teacher_ids=ids)
     terms["loss"] = (terms["pos"] + w.yaw * terms["yaw"] + action_weight * terms["action"]

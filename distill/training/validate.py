@@ -9,6 +9,7 @@ from torch import Tensor
 from ..data.formats import DT
 from ..kinematics import estimate_v0
 from ..metrics import constant_velocity, displacement_errors
+from .distributed import Dist, all_reduce_sum, gather_cpu
 from .step import loss_terms, predict, sample_metrics
 
 LOSS_KEYS = ("loss", "pos", "yaw", "action", "reasoning")
@@ -22,9 +23,11 @@ def to_device(batch: dict, device: torch.device) -> dict:
 @torch.no_grad()
 def run_validation(model, loader, cfg, stats, actions, weights, device,
                    keep_predictions: bool = False, action_stats: bool = False,
-                   miss: str = "final") -> dict:
+                   miss: str = "final", d: Dist = Dist()) -> dict:
     """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader`` (``miss``:
-    the miss rule of MR_k, see ``distill.metrics.min_ade_fde_mr``). With ``keep_predictions``,
+    the miss rule of MR_k, see ``distill.metrics.min_ade_fde_mr``). Under DDP each rank passes
+    its shard of the split and every rank gets the means over all of them. With
+    ``keep_predictions`` (one process),
     also the per-sample metrics, predicted (most probable mode) and teacher xy and the keys;
     with ``action_stats`` (unicycle modes), predicted vs teacher action statistics."""
     model.eval()
@@ -57,14 +60,18 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
             kept["actions"].append(pred.actions)
             kept["target_actions"].append(target)
         count += n
-    result = {k: float(v) / count for k, v in sums.items()}  # one read-back per key
+    keys = sorted(sums)
+    totals = torch.stack([torch.as_tensor(sums[k], device=device, dtype=torch.float64)
+                          for k in keys] + [torch.tensor(float(count), device=device).double()])
+    totals = all_reduce_sum(totals, d)  # (keys + 1,) sums over ranks, then the sample count
+    result = dict(zip(keys, (totals[:-1] / totals[-1]).tolist()))  # one read-back
     result["coc_top1"] = result["coc_top5"] = None  # no embedding (baseline): null in the log
     if embeddings:
-        student, teacher, ids = (torch.cat(parts) for parts in zip(*embeddings))
+        student, teacher, ids = (gather_cpu(torch.cat(parts), d) for parts in zip(*embeddings))
         result["coc_top1"], result["coc_top5"] = coc_retrieval(student, teacher, ids).tolist()
     if kept["actions"]:
-        result["action_stats"] = summarize_actions(torch.cat(kept["actions"]),
-                                                   torch.cat(kept["target_actions"]))
+        result["action_stats"] = summarize_actions(gather_cpu(torch.cat(kept["actions"]), d),
+                                                   gather_cpu(torch.cat(kept["target_actions"]), d))
     if keep_predictions:
         result["per_sample"] = {k: torch.cat(v).cpu() for k, v in per_sample.items()}
         result["pred_xy"] = torch.cat(kept["pred_xy"]).cpu()
