@@ -297,6 +297,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = absolute_paths(parser.parse_args(argv))
+    if args.model is None and not args.resume:
+        parser.error("the following arguments are required: --model")
     d = None
     try:
         device = pick_device(args.device)

@@ -97,7 +97,8 @@ class Student(nn.Module):
         if cfg.output == "unicycle" and not cfg.discrete_actions and K > 1:
             curvature = torch.linspace(-MODE_SPREAD, MODE_SPREAD, K)
             self.mode_anchor = nn.Parameter(torch.stack([torch.zeros(K), curvature], -1))
-        self.mode_head = nn.Linear(d, 1)
+        # One mode has probability 1: no score head (DDP also needs every parameter used).
+        self.mode_head = nn.Linear(d, 1) if K > 1 else None
         if cfg.predict_scale:
             self.scale_head = nn.Linear(d, 2)
 
@@ -161,7 +162,8 @@ class Student(nn.Module):
 
     def predict(self, x: torch.Tensor, hist: torch.Tensor) -> dict[str, torch.Tensor]:
         """Heads on the decoder outputs x (B, K, T, d) (and the history token, for subclasses)."""
-        out = {"mode_logits": self.mode_head(x.mean(2)).squeeze(-1)}  # (B, K)
+        out = {"mode_logits": (self.mode_head(x.mean(2)).squeeze(-1) if self.mode_head else
+                               x.new_zeros(x.shape[:2]))}  # (B, K)
         if self.cfg.output == "direct":
             out["direct"] = self.direct_head(x)  # (B, K, T, 4)
         elif self.cfg.discrete_actions:

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "data paths find its files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("baseline", "reasoning"), required=True,
-                   help="student model type")
+    g.add_argument("--model", choices=("baseline", "reasoning"), default=None,
+                   help="student model type (required, except with --resume: the checkpoint's)")
     g.add_argument("--model-size", choices=MODEL_SIZES, default="500m",
                    help="preset: 110m (ResNet-50), 500m (ResNet-101), tiny (CPU, minutes)")
     g.add_argument("--backbone-weights", default=None, metavar="PATH",

@@ -44,7 +44,7 @@ class NonFiniteGuard:
     def __init__(self, device: torch.device, model: torch.nn.Module):
         self.total = torch.zeros((), device=device)
         self.in_a_row = torch.zeros((), device=device)
-        self.buffers = [b for b in model.buffers() if b.is_floating_point()]
+        self.buffers = list(model.buffers())  # BatchNorm statistics and batch counts
         self.saved = [b.detach().clone() for b in self.buffers]
 
     def snapshot(self) -> None:
