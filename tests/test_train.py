@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 from distill.evaluate import main as evaluate_main
 from distill.train import main as train_main
 from distill.training.args import build_parser
+from distill.training.engine import TrainStep
 from distill.training.outputs import METRIC_KEYS
 
 # Every flag of the training guide's CLI reference, by its exact name.
@@ -94,6 +96,39 @@ def test_resume_from_epoch2_equals_the_straight_run(world, straight_run, tmp_pat
             assert torch.equal(a[part][k], b[part][k]), (part, k)
     assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] \
         == [3]
+
+
+def test_sigterm_mid_epoch_saves_latest_and_resumes_exactly(world, straight_run, tmp_path,
+                                                             monkeypatch, capsys):
+    """SIGTERM during epoch 2 (at its first optimizer step): the run saves _latest.pt with the
+    samples it has seen of the epoch and exits 0; resumed, it ends with the straight run's
+    weights and epoch 2's train means."""
+    real, calls = TrainStep.update, []
+
+    def update(self, lr):
+        calls.append(lr)
+        if len(calls) == 3:  # epoch 1 has 2 steps (3 batches of 16, 2 per step)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, lr)
+
+    monkeypatch.setattr(TrainStep, "update", update)
+    out = tmp_path / "stopped"
+    assert _train(world, out, "--max-epochs", "3") == 0
+    assert "stopped by SIGTERM at epoch 2" in capsys.readouterr().out
+    latest = out / "reasoning_seed42_latest.pt"
+    state = torch.load(latest, weights_only=True)
+    assert state["run"]["epoch"] == 1 and state["run"]["samples_in_epoch"] == 32
+    monkeypatch.setattr(TrainStep, "update", real)
+    assert _train(world, out, "--max-epochs", "3", "--resume", str(latest)) == 0
+    a = torch.load(straight_run / "reasoning_seed42_latest.pt", weights_only=True)
+    b = torch.load(latest, weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    mine, straight = ([json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+                      for run in (out, straight_run))
+    assert [r["epoch"] for r in mine] == [1, 2, 3]
+    assert mine[1]["train_loss"] == pytest.approx(straight[1]["train_loss"], rel=1e-6)
 
 
 def test_queue_negatives_resume_exactly(world, tmp_path):
