@@ -92,10 +92,11 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("benchmarks (ratio = ours vs reference, higher is better)")
-    tr.write_line(f"{'name':<28} {'params':<40} {'ours':>12} {'reference':>12} {'unit':<10} "
-                  f"{'ratio':>7}")
-    for r in _records:
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
-        tr.write_line(f"{r['name']:<28} {params:<40} {r['value']:>12.4g} "
+    params = [", ".join(f"{k}={v}" for k, v in r["params"].items()) for r in _records]
+    width = max(40, *map(len, params))
+    tr.write_line(f"{'name':<28} {'params':<{width}} {'ours':>12} {'reference':>12} "
+                  f"{'unit':<10} {'ratio':>7}")
+    for r, p in zip(_records, params):
+        tr.write_line(f"{r['name']:<28} {p:<{width}} {r['value']:>12.4g} "
                       f"{r['reference_value']:>12.4g} {r['unit']:<10} {r['ratio']:>7.2f}")
     tr.write_line(f"written to {RESULTS}")

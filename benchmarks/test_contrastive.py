@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_flatten
 
 from distill import kernels, ops
 
-from conftest import timeit  # benchmarks/conftest.py, the suite's shared timer
+from .conftest import timeit  # benchmarks/conftest.py, the suite's shared timer
 
 DIM = 384
 SIZES = [(48, 48), (48, 65536), (1024, 1024), (1024, 65536), (8192, 8192), (8192, 65536)]

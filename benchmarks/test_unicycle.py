@@ -15,7 +15,7 @@ import torch
 
 from distill.ops import unicycle_rollout, unicycle_rollout_reference
 
-from conftest import timeit  # benchmarks/conftest.py, the suite's shared timer
+from .conftest import timeit  # benchmarks/conftest.py, the suite's shared timer
 
 T = 64
 DT = 0.1

@@ -1,0 +1,145 @@
+"""Our CPU training step against a naive eager trainer of the same model: samples/s of whole
+training epochs as the trainer logs them (``samples_per_s`` in metrics.jsonl: loader built, every
+batch's forward, loss, backward and AdamW update), tiny preset, 64 px, on a small built-in world.
+
+- ours: ``distill.train.main`` itself, ``--model baseline --model-size tiny --resolution 64
+  --loader dali --rollout fused --compile`` on the CPU, and the same run without ``--compile``;
+  3 epochs each, the best of epochs 2-3 kept (the 1st pays torch.compile's warm-up and DALI's
+  first pipeline).
+- reference: what a plain PyTorch trainer of the same model looks like: a torch ``DataLoader``
+  of the same ``SampleDataset`` (PIL decode in its workers), the plain-PyTorch unicycle rollout
+  (``use_rollout("reference")``), no compile, the same loss (``training.step``), default
+  (for-each) AdamW, the loss read back to the host (``.item()``) after every step; one epoch
+  after each of our two runs, the better kept.
+
+Same data, batch size, worker count and torch threads for all. On 2 CPU cores the step is
+nearly all ResNet-18 convolutions (oneDNN in every variant), so the ratios stay near 1: the
+fused rollout, compile's fusions and DALI's decode are small next to them (see the floors)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from distill.data import formats
+from distill.data.batch import collate
+from distill.data.dataset import SampleDataset
+from distill.data.readers import load_split
+from distill.kinematics import ActionStats
+from distill.models import build_student, get_model_config
+from distill.ops import use_rollout
+from distill.train import main as train_main
+from distill.training.data import ActionTargets
+from distill.training.step import LossWeights, loss_terms, predict
+from distill.world.generate import generate_world
+
+RESOLUTION, TRAIN, VAL, BATCH, WORKERS, EPOCHS = 64, 48, 8, 16, 2, 3
+LR, WEIGHT_DECAY, YAW_WEIGHT = 1e-4, 0.02, 0.3  # the trainer's defaults
+# Floors. Measured on a 2-core machine shared with other jobs (load ~5): ours vs naive 0.6-1.5,
+# compile vs eager 0.8-1.4 over 5 runs, i.e. ~1 within the noise: the step is convolutions.
+# The floors catch what would be a real regression there (a recompile per step, a loader that
+# starves the step), not the issue's aim of 2x, which this step does not reach on a CPU.
+FLOOR_VS_NAIVE = 0.5
+FLOOR_COMPILE_VS_EAGER = 0.5
+PARAMS = {"preset": "tiny", "resolution": RESOLUTION, "batch": BATCH, "samples": TRAIN,
+          "workers": WORKERS, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world_train_step")
+    generate_world(root, TRAIN, VAL, seed=0, resolution=RESOLUTION, workers=WORKERS)
+    return root
+
+
+def ours_samples_per_s(world, out, *extra) -> float:
+    """The trainer's own samples/s (metrics.jsonl): its best epoch after the first."""
+    argv = ["--model", "baseline", "--model-size", "tiny", "--resolution", str(RESOLUTION),
+            "--loader", "dali", "--rollout", "fused", "--device", "cpu",
+            "--batch-size", str(BATCH), "--num-workers", str(WORKERS),
+            "--max-epochs", str(EPOCHS), "--warmup-epochs", "1", "--seed", "0",
+            "--output-dir", str(out), "--save-final-only", *extra]
+    cwd = os.getcwd()
+    os.chdir(world)  # the default data paths find the world's files
+    try:
+        assert train_main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1))
+    print(f"train_step ours {' '.join(extra) or 'eager'}: samples/s per epoch "
+          f"{[r['samples_per_s'] for r in records]}")
+    return max(r["samples_per_s"] for r in records[1:])
+
+
+class NaiveTrainer:
+    """A plain eager trainer of the same model and loss, one ``epoch()`` at a time (each
+    returns its samples/s)."""
+
+    def __init__(self, world):
+        torch.manual_seed(0)
+        self.cfg = get_model_config("tiny")
+        labels = world / "teacher_labels"
+        data = load_split(formats.labels_path(labels, "train"),
+                          formats.ego_history_path(labels, "train"), world / "extracted_frames",
+                          "train")
+        self.dataset = SampleDataset(data, RESOLUTION)
+        self.targets = ActionTargets(data, None, self.cfg.dt)
+        actions = self.targets.actions
+        self.stats = ActionStats.from_actions(actions[..., 0], actions[..., 1])
+        self.model = build_student("baseline", self.cfg).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=LR,
+                                           weight_decay=WEIGHT_DECAY)
+        self.weights = LossWeights(yaw=YAW_WEIGHT, action=0.0, reasoning=0.0, temperature=0.07,
+                                   label_smoothing=0.1)
+        self.losses: list[float] = []
+
+    def epoch(self) -> float:
+        cfg, stats = self.cfg, self.stats
+        start, seen = time.perf_counter(), 0
+        loader = DataLoader(self.dataset, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                            collate_fn=collate)
+        with use_rollout("reference"):
+            for batch in loader:
+                target = self.targets.lookup(batch["clip_id"], batch["t0_us"])
+                terms = loss_terms(predict(self.model, batch, cfg, stats), batch, target, cfg,
+                                   stats, self.weights)
+                self.optimizer.zero_grad()
+                terms["loss"].backward()
+                self.optimizer.step()
+                self.losses.append(terms["loss"].item())  # the per-step host read
+                seen += len(batch["clip_id"])
+        rate = seen / (time.perf_counter() - start)
+        assert all(math.isfinite(loss) for loss in self.losses)
+        return rate
+
+
+@pytest.fixture(scope="module")
+def rates(small_world, tmp_path_factory) -> dict:
+    """samples/s of the three trainers, measured once for both tests."""
+    out = tmp_path_factory.mktemp("runs")
+    naive = NaiveTrainer(small_world)
+    # Interleaved, so that load from other processes, which comes and goes, hits all of them
+    # alike; each keeps its best of 2 epochs (ours: epochs 2 and 3 of a run; the reference: its
+    # epoch after each of our runs).
+    eager = ours_samples_per_s(small_world, out / "eager")
+    naive_rates = [naive.epoch()]
+    compiled = ours_samples_per_s(small_world, out / "compiled", "--compile")
+    naive_rates.append(naive.epoch())
+    print(f"train_step naive: samples/s per epoch {[round(r, 3) for r in naive_rates]}")
+    return {"naive": max(naive_rates), "eager": eager, "compiled": compiled}
+
+
+def test_train_step_vs_naive(rates, record):
+    record("train_step_vs_naive", {**PARAMS, "threads": torch.get_num_threads()},
+           rates["compiled"], "samples/s", rates["naive"], floor=FLOOR_VS_NAIVE)
+
+
+def test_train_step_compile_vs_eager(rates, record):
+    record("train_step_compile_vs_eager", {**PARAMS, "threads": torch.get_num_threads()},
+           rates["compiled"], "samples/s", rates["eager"], floor=FLOOR_COMPILE_VS_EAGER)
