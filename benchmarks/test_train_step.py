@@ -17,9 +17,9 @@ nearly all ResNet-18 convolutions (oneDNN in every variant), so the ratios stay 
 fused rollout, compile's fusions and DALI's decode are small next to them (see the floors)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import time
 
 import pytest
@@ -64,12 +64,8 @@ def ours_samples_per_s(world, out, *extra) -> float:
             "--batch-size", str(BATCH), "--num-workers", str(WORKERS),
             "--max-epochs", str(EPOCHS), "--warmup-epochs", "1", "--seed", "0",
             "--output-dir", str(out), "--save-final-only", *extra]
-    cwd = os.getcwd()
-    os.chdir(world)  # the default data paths find the world's files
-    try:
+    with contextlib.chdir(world):  # the default data paths find the world's files
         assert train_main(argv) == 0
-    finally:
-        os.chdir(cwd)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1))
     print(f"train_step ours {' '.join(extra) or 'eager'}: samples/s per epoch "

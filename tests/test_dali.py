@@ -3,6 +3,7 @@ labels, frames equal within the JPEG decoders' tolerance), shards that cover eve
 one-line errors naming the clip, and the CPU/GPU selection."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -160,7 +161,6 @@ def test_gpu_decoding_matches_the_cpu(textured):
 def test_trainer_sees_the_same_data_with_either_loader(world, tmp_path):
     """One epoch of the trainer with each loader: the same batches give the same losses."""
     import json
-    import os
 
     from distill.train import main as train_main
 
@@ -171,12 +171,8 @@ def test_trainer_sees_the_same_data_with_either_loader(world, tmp_path):
                 "--batch-size", "8", "--num-workers", "1", "--max-epochs", "1",
                 "--max-train-samples", "8", "--max-val-samples", "8", "--warmup-epochs", "0",
                 "--loader", kind, "--output-dir", str(out)]
-        cwd = os.getcwd()
-        os.chdir(world)
-        try:
+        with contextlib.chdir(world):  # the default data paths find the world's files
             assert train_main(argv) == 0
-        finally:
-            os.chdir(cwd)
         records[kind] = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     for key in ("train_loss", "val_loss", "val_ade"):
         assert records["dali"][key] == pytest.approx(records["torch"][key], rel=1e-4), key

@@ -2,9 +2,9 @@
 input type, the trainer's K-mode step and the --num-modes flag on the built-in world."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 
 import pytest
 import torch
@@ -191,12 +191,8 @@ def test_num_modes_flag_reaches_the_model_on_the_world(world, tmp_path, loss_nam
             "--batch-size", "8", "--num-workers", "0", "--max-epochs", "1",
             "--max-train-samples", "16", "--max-val-samples", "8",
             "--num-modes", "6", "--multimodal-loss", loss_name, "--output-dir", str(tmp_path)]
-    cwd = os.getcwd()
-    os.chdir(world)
-    try:
+    with contextlib.chdir(world):  # the default data paths find the world's files
         assert train_main(argv) == 0
-    finally:
-        os.chdir(cwd)
     state = torch.load(tmp_path / "baseline_seed42_best.pt", weights_only=True)
     assert state["model_config"]["num_modes"] == 6
     assert state["model"]["mode_embed"].shape[0] == 6

@@ -4,6 +4,7 @@ trace; the choices for the GPU (bf16, CUDA graphs, TF32) are unit-tested here an
 GPU is (skipped with the reason otherwise)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -30,12 +31,8 @@ DDP_FLAGS = ["--model", "baseline", "--model-size", "tiny", "--resolution", "64"
 
 
 def _in_world(world, fn):
-    cwd = os.getcwd()
-    os.chdir(world)
-    try:
+    with contextlib.chdir(world):  # the default data paths find the world's files
         return fn()
-    finally:
-        os.chdir(cwd)
 
 
 def _torchrun(world, nproc: int, *argv) -> subprocess.CompletedProcess:

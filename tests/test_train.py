@@ -2,6 +2,7 @@
 refusals, offline mode, torch.compile, and the evaluator."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,12 +54,8 @@ def _train(world, out, *extra):
             "--reasoning-warmup-epochs", "1", "--action-weight", "0.1", "--ema",
             "--ema-decay", "0.5", "--grad-clip", "1.0", "--accumulation-steps", "2",
             "--save-every", "1", "--keep-last", "0", "--output-dir", str(out), *extra]
-    cwd = os.getcwd()
-    os.chdir(world)  # the default data paths, as a user runs it from the world folder
-    try:
+    with contextlib.chdir(world):  # the default data paths, as a user runs it from the world
         return train_main(argv)
-    finally:
-        os.chdir(cwd)
 
 
 @pytest.fixture(scope="module")
