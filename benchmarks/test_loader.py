@@ -3,8 +3,10 @@ passes as the trainer receives them (loader built, every batch of the contract d
 same thread count, on built-in world frames at 224 px stored as JPEG.
 
 The world is rendered once (32 samples) and its frames files copied under new clip ids up to
-SAMPLES, so a pass is long enough that its fixed costs (DALI's pipeline build and reader
-processes, DataLoader's workers) weigh as they do in an epoch of thousands of samples less."""
+SAMPLES. Each loader pays in a pass what it pays in a training epoch after the first: the DALI
+loader reuses the pipeline and reader processes of its first pass (the warm-up pass, as the
+trainer's first epoch), the torch loader starts its DataLoader workers every pass (the trainer
+builds a DataLoader per epoch)."""
 from __future__ import annotations
 
 import statistics
@@ -57,7 +59,7 @@ def samples_per_s(dataset, kind: str, epoch: int) -> float:
 def test_dali_loader_vs_torch_loader(world_224, record):
     dataset = SampleDataset(world_224, RESOLUTION)
     rates = {"dali": [], "torch": []}
-    samples_per_s(dataset, "dali", 0)  # warm-up: DALI's import and first pipeline
+    samples_per_s(dataset, "dali", 0)  # warm-up: DALI's import, builds the pipeline
     for epoch in range(1, PASSES + 1):  # interleaved, so load changes hit both alike
         for kind in rates:
             rates[kind].append(samples_per_s(dataset, kind, epoch))

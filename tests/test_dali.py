@@ -131,6 +131,39 @@ def test_a_corrupt_jpeg_names_the_clip(textured, tmp_path, how, kind, resolution
     assert f"clip {textured.keys[9][0]}" in message and "camera_front_tele_30fov frame 1" in message
 
 
+def clips(loader) -> list[str]:
+    return [c for b in loader for c in b["clip_id"]]
+
+
+def kept_for(dataset) -> list:
+    return [p for p in dali._kept.values() if p.data() is dataset.data]
+
+
+def test_one_pipeline_serves_every_pass_each_in_its_own_order(world):
+    """Epochs of one dataset reuse one pipeline (and its reader processes); each pass still
+    follows its epoch's order. A third dataset's pipeline closes the least recently used."""
+    datasets = [SampleDataset(split(world, name), None) for name in ("val", "train", "val")]
+    for epoch in range(3):
+        seed = epoch_seed(5, epoch)
+        loader = make_loader(datasets[0], 5, 1, shuffle_seed=seed, kind="dali")
+        assert clips(loader) == [datasets[0].data.keys[i][0]
+                                 for i in epoch_order(len(datasets[0]), seed)]
+    (kept,) = kept_for(datasets[0])
+    assert kept.passes == 3 and len(list(kept.orders.iterdir())) == 1
+    for dataset in datasets[1:]:
+        assert len(clips(make_loader(dataset, 5, 1, kind="dali"))) == len(dataset)
+    assert len(dali._kept) == dali.KEPT_PIPELINES and not kept_for(datasets[0])
+    assert not kept.orders.exists()
+
+
+def test_a_pass_left_midway_is_not_resumed_by_the_next(world):
+    dataset = SampleDataset(split(world, "val"), None)
+    first = next(iter(make_loader(dataset, 5, 1, shuffle_seed=1, kind="dali")))
+    assert len(first["clip_id"]) == 5 and not kept_for(dataset)  # closed when left
+    loader = make_loader(dataset, 5, 1, shuffle_seed=2, kind="dali")
+    assert clips(loader) == [dataset.data.keys[i][0] for i in epoch_order(len(dataset), 2)]
+
+
 def test_workers_start_by_spawn_once_cuda_is_initialised(monkeypatch, world):
     assert dali.start_method() == ("spawn" if torch.cuda.is_initialized() else "fork")
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)

@@ -1,13 +1,18 @@
 """The DALI pipeline's input: a batch callback that reads the frames files of one batch and
 returns their 16 images each (still JPEG-encoded, or raw) and each image's sample index.
 
+One pipeline serves many passes (``dali.ReusedPipeline``), each in its own order: the order of
+DALI's pass ``e`` (its ``epoch_idx``) is the file ``{e}.npy`` in the source's ``orders``
+folder, which the trainer's process writes before the pass starts. A file, unlike the source's
+own state, reaches reader processes that were forked or spawned before it was written.
+
 Kept free of torch and DALI imports: DALI's parallel workers unpickle it, and a worker started
 with "spawn" (needed once CUDA is initialised) imports this module afresh in about 0.1 s
 instead of the ~2 s that importing torch would cost every epoch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +28,14 @@ def storage_of(arrays: dict) -> str:
     return "raw" if "frames" in arrays else "jpeg"
 
 
+def order_path(orders: Path, epoch_idx: int) -> Path:
+    return orders / f"{epoch_idx}.npy"
+
+
 @dataclass
 class FrameSource:
-    """Batch ``i`` of a pass = samples ``order[i * batch_size:(i + 1) * batch_size]``.
+    """Batch ``i`` of pass ``e`` = samples ``order[i * batch_size:(i + 1) * batch_size]``,
+    ``order`` the int64 array in ``order_path(orders, e)``.
 
     ``storage`` ("jpeg" or "raw") and ``size`` ((H, W), or None when the pipeline resizes)
     are what the pipeline was built for; a file that differs is a DataError naming it.
@@ -35,17 +45,24 @@ class FrameSource:
 
     paths: list[Path]
     keys: list[Key]
-    order: np.ndarray
+    orders: Path
     batch_size: int
     storage: str
     size: tuple[int, int] | None
+    _order: tuple[int, np.ndarray] | None = field(default=None, repr=False)  # (e, its order)
+
+    def order(self, epoch_idx: int) -> np.ndarray:
+        if self._order is None or self._order[0] != epoch_idx:
+            self._order = (epoch_idx, np.load(order_path(self.orders, epoch_idx)))
+        return self._order[1]
 
     def __call__(self, batch_info) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        order = self.order(batch_info.epoch_idx)
         start = batch_info.iteration * self.batch_size
-        if start >= len(self.order):
+        if start >= len(order):
             raise StopIteration
         images, index = [], []
-        for i in self.order[start:start + self.batch_size]:
+        for i in order[start:start + self.batch_size]:
             images += self.sample_images(int(i))
             index += [np.array(i, np.int64)] * IMAGES_PER_SAMPLE
         return images, index
