@@ -13,8 +13,9 @@ batch's forward, loss, backward and AdamW update), tiny preset, 64 px, on a smal
   after each of our two runs, the better kept.
 
 Same data, batch size, worker count and torch threads for all. On 2 CPU cores the step is
-nearly all ResNet-18 convolutions (oneDNN in every variant), so the ratios stay near 1: the
-fused rollout, compile's fusions and DALI's decode are small next to them (see the floors)."""
+mostly ResNet-18 convolutions (oneDNN in every variant): what ours gains is in the data (DALI's
+decode, its pipeline kept across epochs, no per-step host read), little in the step itself
+(compile's fusions, the fused rollout)."""
 from __future__ import annotations
 
 import contextlib
@@ -40,10 +41,10 @@ from distill.world.generate import generate_world
 
 RESOLUTION, TRAIN, VAL, BATCH, WORKERS, EPOCHS = 64, 48, 8, 16, 2, 3
 LR, WEIGHT_DECAY, YAW_WEIGHT = 1e-4, 0.02, 0.3  # the trainer's defaults
-# Floors. Measured on a 2-core machine shared with other jobs (load ~5): ours vs naive 0.6-1.5,
-# compile vs eager 0.8-1.4 over 5 runs, i.e. ~1 within the noise: the step is convolutions.
-# The floors catch what would be a real regression there (a recompile per step, a loader that
-# starves the step), not the issue's aim of 2x, which this step does not reach on a CPU.
+# Floors. Measured on an idle 2-core machine over 3 runs: ours vs naive 1.5-2.4 (27-31 against
+# 12-19 samples/s), compile vs eager 1.13-1.16; before the DALI pipeline was kept across epochs
+# ours was 16-18 samples/s (vs naive 1.0-1.2). The floors catch a real regression (a recompile
+# per step, a loader that starves the step); baseline.json holds the measured ratios.
 FLOOR_VS_NAIVE = 0.5
 FLOOR_COMPILE_VS_EAGER = 0.5
 PARAMS = {"preset": "tiny", "resolution": RESOLUTION, "batch": BATCH, "samples": TRAIN,
