@@ -8,7 +8,8 @@ own state, reaches reader processes that were forked or spawned before it was wr
 
 Kept free of torch and DALI imports: DALI's parallel workers unpickle it, and a worker started
 with "spawn" (needed once CUDA is initialised) imports this module afresh in about 0.1 s
-instead of the ~2 s that importing torch would cost every epoch.
+instead of the ~2 s that importing torch costs (a spawned worker still imports the program's
+main module: ~2 s for ``python -m distill.train``, once per pipeline).
 """
 from __future__ import annotations
 
