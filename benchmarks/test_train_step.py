@@ -27,20 +27,23 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from distill.data import formats
 from distill.data.batch import collate
-from distill.data.dataset import SampleDataset
-from distill.data.readers import load_split
 from distill.kinematics import ActionStats
 from distill.models import build_student, get_model_config
 from distill.ops import use_rollout
+from distill.train import loss_weights
 from distill.train import main as train_main
-from distill.training.data import ActionTargets
-from distill.training.step import LossWeights, loss_terms, predict
+from distill.training.args import build_parser
+from distill.training.data import ActionTargets, load_dataset
+from distill.training.step import loss_terms, predict
 from distill.world.generate import generate_world
 
 RESOLUTION, TRAIN, VAL, BATCH, WORKERS, EPOCHS = 64, 48, 8, 16, 2, 3
-LR, WEIGHT_DECAY, YAW_WEIGHT = 1e-4, 0.02, 0.3  # the trainer's defaults
+# The flags both trainers share: the naive one reads its model, data, batch, workers, AdamW
+# settings and loss weights from them through the trainer's own parser.
+ARGV = ["--model", "baseline", "--model-size", "tiny", "--resolution", str(RESOLUTION),
+        "--device", "cpu", "--batch-size", str(BATCH), "--num-workers", str(WORKERS),
+        "--seed", "0"]
 # Floors. Measured on an idle 2-core machine over 3 runs: ours vs naive 1.5-2.4 (27-31 against
 # 12-19 samples/s), compile vs eager 1.13-1.16; before the DALI pipeline was kept across epochs
 # ours was 16-18 samples/s (vs naive 1.0-1.2). The floors catch a real regression (a recompile
@@ -60,11 +63,8 @@ def small_world(tmp_path_factory):
 
 def ours_samples_per_s(world, out, *extra) -> float:
     """The trainer's own samples/s (metrics.jsonl): its best epoch after the first."""
-    argv = ["--model", "baseline", "--model-size", "tiny", "--resolution", str(RESOLUTION),
-            "--loader", "dali", "--rollout", "fused", "--device", "cpu",
-            "--batch-size", str(BATCH), "--num-workers", str(WORKERS),
-            "--max-epochs", str(EPOCHS), "--warmup-epochs", "1", "--seed", "0",
-            "--output-dir", str(out), "--save-final-only", *extra]
+    argv = [*ARGV, "--loader", "dali", "--rollout", "fused", "--max-epochs", str(EPOCHS),
+            "--warmup-epochs", "1", "--output-dir", str(out), "--save-final-only", *extra]
     with contextlib.chdir(world):  # the default data paths find the world's files
         assert train_main(argv) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -80,27 +80,26 @@ class NaiveTrainer:
 
     def __init__(self, world):
         torch.manual_seed(0)
-        self.cfg = get_model_config("tiny")
-        labels = world / "teacher_labels"
-        data = load_split(formats.labels_path(labels, "train"),
-                          formats.ego_history_path(labels, "train"), world / "extracted_frames",
-                          "train")
-        self.dataset = SampleDataset(data, RESOLUTION)
-        self.targets = ActionTargets(data, None, self.cfg.dt)
+        self.args = args = build_parser().parse_args([
+            *ARGV, "--train-labels", str(world / "teacher_labels" / "train_labels.npz"),
+            "--ego-history-dir", str(world / "teacher_labels"),
+            "--frames-dir", str(world / "extracted_frames")])
+        self.cfg = get_model_config(args.model_size)
+        self.dataset = load_dataset(args, "train")
+        self.targets = ActionTargets(self.dataset.data, None, self.cfg.dt)
         actions = self.targets.actions
         self.stats = ActionStats.from_actions(actions[..., 0], actions[..., 1])
-        self.model = build_student("baseline", self.cfg).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=LR,
-                                           weight_decay=WEIGHT_DECAY)
-        self.weights = LossWeights(yaw=YAW_WEIGHT, action=0.0, reasoning=0.0, temperature=0.07,
-                                   label_smoothing=0.1)
+        self.model = build_student(args.model, self.cfg).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
+                                           weight_decay=args.weight_decay)
+        self.weights = loss_weights(args, 0.0)  # constant: a baseline has no reasoning term
         self.losses: list[float] = []
 
     def epoch(self) -> float:
         cfg, stats = self.cfg, self.stats
         start, seen = time.perf_counter(), 0
-        loader = DataLoader(self.dataset, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
-                            collate_fn=collate)
+        loader = DataLoader(self.dataset, batch_size=self.args.batch_size, shuffle=True,
+                            num_workers=self.args.num_workers, collate_fn=collate)
         with use_rollout("reference"):
             for batch in loader:
                 target = self.targets.lookup(batch["clip_id"], batch["t0_us"])

@@ -118,7 +118,7 @@ class ReusedPipeline:
                  resize_to: int | None, storage: str, size: tuple[int, int]):
         self.data = weakref.ref(data)
         self.orders = Path(tempfile.mkdtemp(prefix="distill-dali-orders-"))
-        weakref.finalize(self, shutil.rmtree, self.orders, True)
+        self.remove_orders = weakref.finalize(self, shutil.rmtree, self.orders, True)  # once
         self.source = FrameSource(data.frame_paths, data.keys, self.orders, batch_size, storage,
                                   None if resize_to else tuple(size))
         self.settings = (batch_size * IMAGES_PER_SAMPLE, workers, device_id, resize_to)
@@ -144,7 +144,7 @@ class ReusedPipeline:
     def close(self) -> None:
         """Stops its threads and reader processes (the iterator holds the last reference)."""
         self.iterator = None
-        shutil.rmtree(self.orders, ignore_errors=True)
+        self.remove_orders()
 
 
 _kept: dict[tuple, ReusedPipeline] = {}  # least recently used first
