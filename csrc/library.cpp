@@ -28,4 +28,7 @@ TORCH_LIBRARY(distill, m) {
   m.def("unicycle_rollout_backward(Tensor grad_x, Tensor grad_y, Tensor grad_yaw, Tensor accel, "
         "Tensor curvature, Tensor v0, float dt) -> (Tensor, Tensor, Tensor)",
         {at::Tag::pt2_compliant_tag});
+  // Which CPU kernel set unicycle_rollout runs in this process and why, as JSON (kernel_set, how:
+  // measured | only | forced, probe_seconds per set); see csrc/unicycle.cpp.
+  m.def("unicycle_cpu_dispatch() -> str");
 }

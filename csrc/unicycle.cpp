@@ -17,9 +17,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -34,9 +38,14 @@ using Tensors = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 constexpr const char* kOp = "distill::unicycle_rollout";
 constexpr const char* kBackwardOp = "distill::unicycle_rollout_backward";
 constexpr const char* kActionLayout = "(..., T)";
-// Trajectory-steps per parallel task: ~60 us of forward work at the measured ~2 ns per step and
-// thread; smaller inputs run on one thread (an OpenMP fork costs a few us).
-constexpr int64_t kGrainSteps = 1 << 15;
+// Threads (parallel_rows): trajectory-steps per chunk a thread claims at a time (~30-60 us of
+// work); the size below which a call runs on the calling thread alone (PARALLEL_STEPS_NOTE);
+// the speedup over the threads' summed working time below which a parallel call "did not pay"
+// and the calls that then run serially.
+constexpr int64_t kGrainSteps = 1 << 14;
+constexpr int64_t kParallelSteps = 1 << 16;
+constexpr double kMinSpeedup = 1.25;
+constexpr int64_t kSerialBackoff = 64;
 
 // ---- which kernel set ------------------------------------------------------------------------
 
@@ -78,33 +87,119 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
-// DISTILL_CPU_CAPABILITY=scalar|avx2|avx512 (read at every call, for tests and A/B timing) forces
-// a kernel set, and fails if it was not built or the CPU lacks it. Unset, torch's own choice
-// (at::get_cpu_capability(), which honours ATEN_CPU_CAPABILITY) is followed as far as built.
-const Kernels& choose_kernels() {
-  const char* env = std::getenv("DISTILL_CPU_CAPABILITY");
-  if (env != nullptr && *env != '\0') {
-    std::string want(env);
-    std::transform(want.begin(), want.end(), want.begin(), [](unsigned char c) { return std::tolower(c); });
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
-      if (want != isa_name(isa)) continue;
-      TORCH_CHECK(built(isa) != nullptr, "DISTILL_CPU_CAPABILITY=", env,
-                  ": distill._C was built without the ", isa_name(isa), " kernels (x86-64 builds have them)");
-      TORCH_CHECK(cpu_supports(isa), "DISTILL_CPU_CAPABILITY=", env, ": this CPU does not support ",
-                  isa_name(isa));
-      return *built(isa);
+// ---- measured dispatch -------------------------------------------------------------------------
+//
+// Which set is fastest is not a property of the instruction set's name: on a 2-core Zen 5 VM the
+// AVX-512 set ran ~10x slower than the AVX2 set in most fresh processes and faster in others (the
+// issue behind this code; docs/compiled_ops.md). So at the first call in a process, when the CPU
+// offers more than one built set, each is timed on the same small fixed problem (float32, 1024
+// trajectories x 64 steps, forward then backward, one thread, three interleaved rounds, best
+// round kept: ~10 ms in all on a 2-core EPYC) and the fastest is used for the rest of the
+// process, for every dtype.
+
+constexpr int64_t kProbeRows = 1024, kProbeSteps = 64, kProbeRounds = 3;
+
+struct Probe {
+  std::vector<float> accel, curvature, v0, x, y, yaw, gv0, ga, gk;
+  explicit Probe(int64_t rows, int64_t steps)
+      : accel(rows * steps), curvature(rows * steps), v0(rows), x(rows * steps), y(rows * steps),
+        yaw(rows * steps), gv0(rows), ga(rows * steps), gk(rows * steps) {
+    for (int64_t i = 0; i < rows * steps; ++i) {  // smooth, bounded, deterministic actions
+      accel[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+      curvature[i] = static_cast<float>(0.02 * std::cos(0.11 * static_cast<double>(i)));
     }
-    TORCH_CHECK(false, "DISTILL_CPU_CAPABILITY must be scalar, avx2 or avx512, got '", env, "'");
+    for (int64_t r = 0; r < rows; ++r) v0[r] = static_cast<float>(5 + r % 20);
   }
-  static const Kernels& automatic = [] () -> const Kernels& {
-    const std::string torch_choice = at::get_cpu_capability();  // "DEFAULT", "AVX2", "AVX512", ...
-    for (Isa isa : {Isa::avx512, Isa::avx2}) {
-      const bool torch_allows = torch_choice == "AVX512" || (isa == Isa::avx2 && torch_choice == "AVX2");
-      if (torch_allows && built(isa) != nullptr && cpu_supports(isa)) return *built(isa);
-    }
-    return DEFAULT::kernels;
-  }();
-  return automatic;
+};
+
+// Seconds of one forward + backward of `kernels` on the probe (the rollout's outputs are fed
+// back as the incoming gradients: any finite values do).
+double time_kernels(const Kernels& kernels, Probe& p) {
+  const KernelSet<float>& set = kernels.f32;
+  const at::Tensor scratch = at::empty({set.scratch_elems(kProbeSteps)}, at::kFloat);
+  float* s = scratch.mutable_data_ptr<float>();
+  const Rollout<float> fwd{p.accel.data(), p.curvature.data(), p.v0.data(), p.x.data(), p.y.data(),
+                           p.yaw.data(), kProbeRows, kProbeSteps, 0.1};
+  const RolloutGrad<float> bwd{p.x.data(), p.y.data(), p.yaw.data(), p.accel.data(), p.curvature.data(),
+                               p.v0.data(), p.ga.data(), p.gk.data(), p.gv0.data(), kProbeRows,
+                               kProbeSteps, 0.1};
+  const auto start = std::chrono::steady_clock::now();
+  set.forward(fwd, 0, kProbeRows, s);
+  set.backward(bwd, 0, kProbeRows, s);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+struct Dispatch {
+  const Kernels* kernels;
+  std::string how;                                        // "measured", "only", "forced"
+  std::vector<std::pair<std::string, double>> seconds;    // per candidate, best round
+};
+
+Dispatch measure() {
+  std::vector<const Kernels*> candidates;
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (built(isa) != nullptr && cpu_supports(isa)) candidates.push_back(built(isa));
+  }
+  if (candidates.size() == 1) return {candidates[0], "only", {}};
+  Probe probe(kProbeRows, kProbeSteps);
+  std::vector<double> best(candidates.size(), std::numeric_limits<double>::infinity());
+  for (const Kernels* k : candidates) time_kernels(*k, probe);  // warm-up: code, probe pages
+  for (int64_t round = 0; round < kProbeRounds; ++round) {
+    for (size_t i = 0; i < candidates.size(); ++i) best[i] = std::min(best[i], time_kernels(*candidates[i], probe));
+  }
+  Dispatch d{nullptr, "measured", {}};
+  double fastest = std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    d.seconds.emplace_back(candidates[i]->name, best[i]);
+    if (best[i] < fastest) fastest = best[i], d.kernels = candidates[i];
+  }
+  return d;
+}
+
+const Dispatch& measured() {
+  static const Dispatch dispatch = measure();  // thread-safe, once per process
+  return dispatch;
+}
+
+// DISTILL_CPU_CAPABILITY=scalar|avx2|avx512 (read at every call, for tests and A/B timing) forces
+// a kernel set, and fails if it was not built or the CPU lacks it; unset or empty, the measured
+// choice above.
+const Kernels* forced_kernels() {
+  const char* env = std::getenv("DISTILL_CPU_CAPABILITY");
+  if (env == nullptr || *env == '\0') return nullptr;
+  std::string want(env);
+  std::transform(want.begin(), want.end(), want.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (want != isa_name(isa)) continue;
+    TORCH_CHECK(built(isa) != nullptr, "DISTILL_CPU_CAPABILITY=", env,
+                ": distill._C was built without the ", isa_name(isa), " kernels (x86-64 builds have them)");
+    TORCH_CHECK(cpu_supports(isa), "DISTILL_CPU_CAPABILITY=", env, ": this CPU does not support ",
+                isa_name(isa));
+    return built(isa);
+  }
+  TORCH_CHECK(false, "DISTILL_CPU_CAPABILITY must be scalar, avx2 or avx512, got '", env, "'");
+}
+
+const Kernels& choose_kernels() {
+  const Kernels* forced = forced_kernels();
+  return forced != nullptr ? *forced : *measured().kernels;
+}
+
+// distill::unicycle_cpu_dispatch(): the choice as JSON, e.g. {"kernel_set": "avx2", "how":
+// "measured", "probe_seconds": {"scalar": 0.0021, "avx2": 0.0006}} ("how": "forced" under
+// DISTILL_CPU_CAPABILITY, "only" when the CPU offers one set; the probe times are those of the
+// process's measurement, taken now if it has not run yet).
+std::string unicycle_cpu_dispatch() {
+  const Dispatch& d = measured();
+  const Kernels* forced = forced_kernels();
+  std::ostringstream out;
+  out << "{\"kernel_set\": \"" << (forced != nullptr ? forced : d.kernels)->name << "\", \"how\": \""
+      << (forced != nullptr ? "forced" : d.how) << "\", \"probe_seconds\": {";
+  for (size_t i = 0; i < d.seconds.size(); ++i) {
+    out << (i ? ", " : "") << '"' << d.seconds[i].first << "\": " << d.seconds[i].second;
+  }
+  out << "}}";
+  return out.str();
 }
 
 // ---- checks and layout -----------------------------------------------------------------------
@@ -149,19 +244,66 @@ const KernelSet<scalar_t>& kernel_set(const Kernels& kernels) {
   }
 }
 
+// Calls left to run on the calling thread alone, process-wide: set after a parallel call that
+// did not pay (see parallel_rows), counted down by the calls after it.
+std::atomic<int64_t> serial_calls_left{0};
+
+// Whether this call runs on the calling thread alone.
+bool run_serially(int64_t rows, int64_t steps) {
+  if (rows * steps < kParallelSteps || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    return true;
+  }
+  return serial_calls_left.load(std::memory_order_relaxed) > 0 &&
+         serial_calls_left.fetch_sub(1, std::memory_order_relaxed) > 0;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Runs fn(begin, end, scratch) over the rows in chunks [begin, end) of whole SIMD tiles.
+//
+// Threads: below kParallelSteps trajectory-steps the call runs on the calling thread. Above,
+// each of torch's threads claims chunks of ~kGrainSteps from a shared counter until none are
+// left (not a fixed share each), and the call measures itself: when its wall time exceeds
+// kMinSpeedup's share of the threads' summed working time, a thread came late or was
+// descheduled (another process holds its core: a data loader, say) and the region waited for
+// it; the next kSerialBackoff calls then run on the calling thread, and the one after probes
+// again. On 2 idle cores no call trips it; beside a busy core a parallel B = 4096 call took
+// ~3-15x its single-thread time (docs/compiled_ops.md).
 template <typename scalar_t, typename Fn>
 void parallel_rows(int64_t rows, int64_t steps, const KernelSet<scalar_t>& set, const Fn& fn) {
   const int64_t tiles = (rows + set.lanes - 1) / set.lanes;
-  const int64_t grain = std::max<int64_t>(1, kGrainSteps / std::max<int64_t>(1, steps * set.lanes));
-  const int64_t scratch_elems = set.scratch_elems(steps);
-  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
-    // An ATen allocation is 64-byte aligned (malloc's is 16): whole-vector loads of the tiles
-    // never straddle two cache lines.
-    const at::Tensor scratch =
-        at::empty({scratch_elems}, at::TensorOptions(c10::CppTypeToScalarType<scalar_t>::value));
-    fn(begin * set.lanes, std::min(end * set.lanes, rows), scratch.mutable_data_ptr<scalar_t>());
+  // An ATen allocation is 64-byte aligned (malloc's is 16): whole-vector loads of the tiles
+  // never straddle two cache lines.
+  const auto new_scratch = [&] {
+    return at::empty({set.scratch_elems(steps)}, at::TensorOptions(c10::CppTypeToScalarType<scalar_t>::value));
+  };
+  const auto run = [&](int64_t tile_begin, int64_t tile_end, scalar_t* scratch) {
+    fn(tile_begin * set.lanes, std::min(tile_end * set.lanes, rows), scratch);
+  };
+  if (run_serially(rows, steps)) {
+    const at::Tensor scratch = new_scratch();
+    run(0, tiles, scratch.mutable_data_ptr<scalar_t>());
+    return;
+  }
+  const int64_t chunk = std::max<int64_t>(1, kGrainSteps / std::max<int64_t>(1, steps * set.lanes));
+  const int64_t chunks = (tiles + chunk - 1) / chunk;
+  const int64_t threads = std::min<int64_t>(chunks, at::get_num_threads());
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> working_ns{0};
+  const auto start = std::chrono::steady_clock::now();
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    const at::Tensor scratch = new_scratch();
+    const auto begin = std::chrono::steady_clock::now();
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      run(c * chunk, std::min((c + 1) * chunk, tiles), scratch.mutable_data_ptr<scalar_t>());
+    }
+    working_ns += static_cast<int64_t>(1e9 * seconds_since(begin));
   });
+  if (seconds_since(start) * kMinSpeedup > 1e-9 * static_cast<double>(working_ns.load())) {
+    serial_calls_left.store(kSerialBackoff, std::memory_order_relaxed);
+  }
 }
 
 // ---- ops -------------------------------------------------------------------------------------
@@ -231,6 +373,10 @@ Tensors unicycle_rollout_backward_cpu(const at::Tensor& grad_x, const at::Tensor
 TORCH_LIBRARY_IMPL(distill, CPU, m) {
   m.impl("unicycle_rollout", &unicycle_rollout_cpu);
   m.impl("unicycle_rollout_backward", &unicycle_rollout_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(distill, CompositeImplicitAutograd, m) {
+  m.impl("unicycle_cpu_dispatch", &unicycle_cpu_dispatch);
 }
 
 }  // namespace distill::unicycle

@@ -229,12 +229,42 @@ def test_each_available_simd_kernel_set(capability, dtype, monkeypatch):
         assert float((g.double() - w).abs().max()) <= tol * float(w.abs().max())
 
 
-def test_default_kernel_set_follows_torch(monkeypatch):
+def test_default_kernel_set_is_the_fastest_measured_in_this_process(monkeypatch):
     monkeypatch.delenv("DISTILL_CPU_CAPABILITY", raising=False)
-    torch_choice = torch.backends.cpu.get_cpu_capability().lower()
-    expected = torch_choice if torch_choice in available_capabilities() else "scalar"
+    dispatch = ops.unicycle_cpu_dispatch()
+    available = available_capabilities()
+    if len(available) == 1:
+        assert dispatch == {"kernel_set": available[0], "how": "only", "probe_seconds": {}}
+    else:
+        probe = dispatch["probe_seconds"]
+        assert dispatch["how"] == "measured" and sorted(probe) == sorted(available)
+        assert dispatch["kernel_set"] == min(probe, key=probe.get)
+        # a warm-up and three rounds per set: the whole measurement stays well under 100 ms
+        assert 4 * sum(probe.values()) < 0.1, probe
     assert kernel_that_ran(lambda: unicycle_rollout(*actions((4, 8)), DT)) == [
-        f"distill::unicycle_rollout_cpu_{expected}"]
+        f"distill::unicycle_rollout_cpu_{dispatch['kernel_set']}"]
+
+
+def test_forced_kernel_set_is_reported(monkeypatch):
+    monkeypatch.setenv("DISTILL_CPU_CAPABILITY", "scalar")
+    dispatch = ops.unicycle_cpu_dispatch()
+    assert (dispatch["kernel_set"], dispatch["how"]) == ("scalar", "forced")
+
+
+def test_one_and_two_threads_give_the_same_bits():
+    """Threads claim chunks of rows in whatever order they get to them: the result per row must
+    not depend on it (rows not a multiple of a chunk or a SIMD tile)."""
+    inputs = actions((4096 + 21, 64), dtype=F32)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((*unicycle_rollout(*inputs, DT), *grads(unicycle_rollout, inputs)))
+    finally:
+        torch.set_num_threads(previous)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
 
 
 def test_unknown_capability_is_refused(monkeypatch):
