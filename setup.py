@@ -10,7 +10,7 @@ DISTILL_BUILD_CUDA=0 forces CPU-only; unset, CUDA is built when torch sees a GPU
 SIMD kernels: csrc/cpu/*.cpp are compiled once per CPU capability below, with that capability's
 instruction-set flags and -DCPU_CAPABILITY=<name> -DCPU_CAPABILITY_<name> (as torch builds its own
 per-capability kernels); only those objects hold AVX2/AVX-512 instructions, the rest of the library
-stays generic x86-64, and the op picks a capability at run time (csrc/unicycle.cpp).
+stays generic x86-64, and the op picks a capability at run time (csrc/unicycle_rollout.cpp).
 """
 import glob
 import os

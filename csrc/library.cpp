@@ -29,6 +29,6 @@ TORCH_LIBRARY(distill, m) {
         "Tensor curvature, Tensor v0, float dt) -> (Tensor, Tensor, Tensor)",
         {at::Tag::pt2_compliant_tag});
   // Which CPU kernel set unicycle_rollout runs in this process and why, as JSON (kernel_set, how:
-  // measured | only | forced, probe_seconds per set); see csrc/unicycle.cpp.
+  // measured | only | forced, probe_seconds per set); see csrc/unicycle_rollout.cpp.
   m.def("unicycle_cpu_dispatch() -> str");
 }

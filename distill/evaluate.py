@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import plots
-from .benchmarks import miss_rule
+from .datasets import miss_rule
 from .data.readers import DataError, one_line, read_frames
 from .kinematics import ActionStats, estimate_v0
 from .metrics import constant_velocity, displacement_errors

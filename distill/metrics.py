@@ -82,7 +82,7 @@ MISS_RULES = ("final", "max")
 def min_ade_fde_mr(pred, gt, probs=None, k: int = 6, miss: str = "final",
                    threshold: float = MISS_THRESHOLD_M, reduce: bool = True) -> dict:
     """minADE_k, minFDE_k and miss rate over the top-k modes, as the official devkits compute
-    them (tests/test_benchmark_metrics.py checks both on random inputs).
+    them (tests/test_datasets_metrics.py checks both on random inputs).
 
     Args:
         pred: ``(N, K, T, 2)`` K predicted trajectories per sample, metres; numpy or torch.

@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .benchmarks import miss_rule
+from .datasets import miss_rule
 from .data.readers import DataError, one_line
 from .data.sampling import epoch_order, epoch_seed
 from .kinematics import ActionStats

@@ -17,7 +17,7 @@ L2-normalization happens inside the kernels, as a per-row inverse norm (computed
 floats) that scales each tile of dot products, and its Jacobian applied once per row at the end
 of the backward. Normalizing outside would materialize normalized copies of both inputs that
 autograd keeps for the backward: (B + N) D floats, 100 MiB at N=65536, D=384 (the analytic
-counts recorded by benchmarks/test_contrastive.py), against 0.5 MiB of inverse norms, for an
+counts recorded by benchmarks/test_info_nce.py), against 0.5 MiB of inverse norms, for an
 extra multiply per logit inside.
 """
 from __future__ import annotations

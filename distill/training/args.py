@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="distill: unicycle rollout implementation: the compiled op, or plain "
                    "PyTorch (same results, for A/B; docs/compiled_ops.md)")
-    g = p.add_argument_group("benchmarks (docs/benchmarks.md)")
+    g = p.add_argument_group("benchmarks (docs/datasets.md)")
     g.add_argument("--benchmark", choices=("nuscenes", "argoverse2"), default=None,
                    help="train on a standard benchmark instead of the teacher's labels")
     g.add_argument("--input-type", choices=("camera", "raster", "vector"), default="camera",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..benchmarks import load_benchmark_split
+from ..datasets import load_benchmark_split
 from ..data import formats
 from ..data.batch import collate, yaw_from_rot
 from ..data.dataset import SampleDataset

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..benchmarks import benchmark_model_fields
+from ..datasets import benchmark_model_fields
 from ..models import get_model_config
 from .args import ConfigError
 

@@ -1,6 +1,6 @@
 // distill::unicycle_rollout and distill::unicycle_rollout_backward, CUDA (schemas in library.cpp;
-// the model and its adjoint are written out in csrc/cpu/unicycle_kernel.cpp, and the per-step
-// arithmetic, compensated sums included, is shared with it: unicycle_scan.h).
+// the model and its adjoint are written out in csrc/cpu/unicycle_rollout_kernel.cpp, and the per-step
+// arithmetic, compensated sums included, is shared with it: unicycle_rollout_scan.h).
 //
 // One thread per trajectory scans its T steps in registers; float16/bfloat16 accumulate in float32
 // (at::opmath_type). Launched on the current stream with no host synchronisation, so the ops can
@@ -27,7 +27,7 @@
 #include <tuple>
 
 #include "checks.h"
-#include "unicycle_scan.h"
+#include "unicycle_rollout_scan.h"
 
 namespace distill::unicycle {
 namespace {

@@ -12,17 +12,17 @@ import pytest
 import torch
 from packaging.requirements import Requirement
 
-from distill.benchmarks import BENCHMARKS, benchmark_model_fields, miss_rule
-from distill.benchmarks.vectors import KINDS, MAX_AGENTS, MAX_LANES, POSITION_SCALE
+from distill.datasets import BENCHMARKS, benchmark_model_fields, miss_rule
+from distill.datasets.vectors import KINDS, MAX_AGENTS, MAX_LANES, POSITION_SCALE
 from distill.evaluate import main as evaluate_main
 from distill.ops import IMAGENET_MEAN, IMAGENET_STD
 from distill.train import main as train_main
 
 av2_serialization = pytest.importorskip("av2.datasets.motion_forecasting.scenario_serialization")
 pytest.importorskip("nuscenes")
-from distill.benchmarks import tiny  # noqa: E402
-from distill.benchmarks.argoverse2 import Argoverse2Forecasting  # noqa: E402
-from distill.benchmarks.nuscenes import NuScenesPrediction  # noqa: E402
+from distill.datasets import tiny  # noqa: E402
+from distill.datasets.argoverse2 import Argoverse2Forecasting  # noqa: E402
+from distill.datasets.nuscenes import NuScenesPrediction  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_argoverse2_focal_trajectory_matches_the_scenario(argoverse2_root):
 
 
 def test_argoverse2_index_is_cached_and_the_parallel_index_agrees(argoverse2_root, monkeypatch):
-    from distill.benchmarks import argoverse2
+    from distill.datasets import argoverse2
     serial = Argoverse2Forecasting.open(argoverse2_root, "val")
     (cache,) = (argoverse2_root / ".distill_cache").glob("argoverse2_val_*.npz")
     cache.unlink()

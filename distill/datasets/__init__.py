@@ -1,6 +1,6 @@
 """Standard benchmarks: nuScenes prediction (raster bird's-eye input) and Argoverse 2 motion
 forecasting (vector input), read with their official devkits (the ``bench`` extra).
-docs/benchmarks.md is the user's guide.
+docs/datasets.md is the user's guide.
 
     spec = BENCHMARKS["nuscenes"]            # rates, horizon and miss rule of a benchmark
     train = load_benchmark_split(args, "train")   # a dataset of benchmark batches

@@ -1,5 +1,5 @@
 // CPU kernels of distill::unicycle_rollout and its backward, compiled once per CPU capability
-// (CPU_CAPABILITY = DEFAULT, AVX2, AVX512; see setup.py and csrc/include/unicycle_kernels.h).
+// (CPU_CAPABILITY = DEFAULT, AVX2, AVX512; see setup.py and csrc/include/unicycle_rollout_kernels.h).
 // Everything is in an unnamed namespace or in distill::unicycle::CPU_CAPABILITY, so the copies
 // built for different instruction sets never merge at link time.
 //
@@ -19,8 +19,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "unicycle_kernels.h"
-#include "unicycle_scan.h"
+#include "unicycle_rollout_kernels.h"
+#include "unicycle_rollout_scan.h"
 
 namespace distill::unicycle {
 namespace CPU_CAPABILITY {
@@ -166,7 +166,7 @@ inline void prefetch_next_tile(const scalar_t* src, int64_t row0, int64_t rows, 
   }
 }
 
-// ---- the scan (its per-step arithmetic, shared with CUDA: unicycle_scan.h) -------------------
+// ---- the scan (its per-step arithmetic, shared with CUDA: unicycle_rollout_scan.h) -------------------
 
 // dt-derived constants of the model.
 template <typename scalar_t>

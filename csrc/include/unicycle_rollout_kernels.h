@@ -1,9 +1,9 @@
 // The CPU kernels of distill::unicycle_rollout and its backward, one set per instruction set.
 //
-// csrc/cpu/unicycle_kernel.cpp is compiled once per CPU capability (setup.py): DEFAULT (generic
+// csrc/cpu/unicycle_rollout_kernel.cpp is compiled once per CPU capability (setup.py): DEFAULT (generic
 // x86-64 / any CPU, at::vec's portable Vectorized), AVX2 (-mavx2 -mfma) and AVX512 (-mavx512f
 // -mavx512bw -mavx512vl -mavx512dq -mfma), each into its own namespace distill::unicycle::<CAP>.
-// csrc/unicycle.cpp picks one at call time (DISTILL_CPU_CAPABILITY, else torch's choice, capped
+// csrc/unicycle_rollout.cpp picks one at call time (DISTILL_CPU_CAPABILITY, else torch's choice, capped
 // by what the CPU supports) and runs it on chunks of rows with at::parallel_for.
 //
 // Everything here is plain data (no inline code): the capability translation units are built
@@ -62,7 +62,7 @@ struct Kernels {
   KernelSet<double> f64;
 };
 
-// Defined in csrc/cpu/unicycle_kernel.cpp, once per capability that setup.py built.
+// Defined in csrc/cpu/unicycle_rollout_kernel.cpp, once per capability that setup.py built.
 namespace DEFAULT { extern const Kernels kernels; }
 namespace AVX2 { extern const Kernels kernels; }
 namespace AVX512 { extern const Kernels kernels; }

@@ -1,6 +1,6 @@
 // The per-step arithmetic of the unicycle scan, shared by the CPU kernels (T = at::vec::Vectorized
-// <float|double>: one SIMD lane per trajectory; csrc/cpu/unicycle_kernel.cpp) and the CUDA kernels
-// (T = float|double: one thread per trajectory; csrc/cuda/unicycle.cu).
+// <float|double>: one SIMD lane per trajectory; csrc/cpu/unicycle_rollout_kernel.cpp) and the CUDA kernels
+// (T = float|double: one thread per trajectory; csrc/cuda/unicycle_rollout.cu).
 //
 // In an unnamed namespace: every translation unit keeps its own copy, so the copies compiled with
 // AVX2/AVX-512 instructions are never the ones the linker keeps for generic code.

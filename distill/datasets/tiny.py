@@ -1,4 +1,4 @@
-"""python -m distill.benchmarks.tiny --out DIR: tiny nuScenes and Argoverse 2 datasets in the
+"""python -m distill.datasets.tiny --out DIR: tiny nuScenes and Argoverse 2 datasets in the
 real formats (DIR/nuscenes, DIR/argoverse2), made with the devkits' own structures, to try the
 benchmark path in a minute without the downloads (tiny_nuscenes.py, tiny_argoverse2.py)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from . import tiny_argoverse2, tiny_nuscenes
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.benchmarks.tiny", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m distill.datasets.tiny", description=__doc__)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--av2-train", type=int, default=64, help="Argoverse 2 train scenarios")

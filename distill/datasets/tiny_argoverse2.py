@@ -5,7 +5,7 @@ Each scenario is the tiny_world junction, placed at a random pose in the city fr
 focal vehicle that goes straight or turns after t0, an oncoming vehicle, a crossing vehicle and a
 pedestrian. For tests and for trying the benchmark path without the 60 GB download:
 
-    python -m distill.benchmarks.tiny --out DIR    # DIR/argoverse2 (and DIR/nuscenes)
+    python -m distill.datasets.tiny --out DIR    # DIR/argoverse2 (and DIR/nuscenes)
 """
 from __future__ import annotations
 

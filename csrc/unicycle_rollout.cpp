@@ -1,7 +1,7 @@
 // distill::unicycle_rollout and distill::unicycle_rollout_backward, CPU (schemas in library.cpp).
 //
 // accel, curvature (..., T) and v0 (...) of one floating dtype -> x, y, yaw (..., T) in that
-// dtype (see csrc/cpu/unicycle_kernel.cpp for the model and its adjoint). float16/bfloat16 are
+// dtype (see csrc/cpu/unicycle_rollout_kernel.cpp for the model and its adjoint). float16/bfloat16 are
 // computed in float32. The SIMD kernel set is chosen per call (choose_kernels below) and run on
 // chunks of whole SIMD tiles with at::parallel_for; the profiler shows the choice, e.g.
 // "distill::unicycle_rollout_cpu_avx512".
@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "checks.h"
-#include "unicycle_kernels.h"
+#include "unicycle_rollout_kernels.h"
 
 namespace distill::unicycle {
 namespace {
