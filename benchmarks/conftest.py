@@ -8,6 +8,9 @@ absolute times differ between machines, ratios travel) and calls ``record(...)``
   reference_value for throughputs, reference_value / value for times and bytes),
 - fails the test when the ratio falls below the benchmark's ``floor``, or more than 20% below the
   ratio committed in ``benchmarks/baseline.json`` for the same name and params,
+- fails the test when ``baseline.json`` has no entry for that name and params (unless the run is
+  ``--update-baseline``, which adds it), so that a renamed benchmark or changed params cannot
+  silently drop out of the regression check,
 - and the session ends with a table of every record.
 
 ``pytest benchmarks --update-baseline`` merges the run's records into ``baseline.json``, keeping
@@ -69,9 +72,18 @@ def pytest_addoption(parser):
                           "lower ratio per record")
 
 
+def _missing_baseline(name: str, params: dict, request) -> str:
+    test_file = Path(request.node.path).relative_to(HERE.parent).as_posix()
+    return (f"{name} {json.dumps(params)}: no entry in benchmarks/baseline.json; "
+            f"add it on an idle machine with `pytest {test_file} -k "
+            f"{request.node.originalname} --update-baseline` run 3 times (baseline.json keeps "
+            "the lowest ratio of the runs) and commit baseline.json")
+
+
 @pytest.fixture
-def record():
+def record(request):
     """record(name, params, value, unit, reference_value, floor=None) -> the record."""
+    updating = request.config.getoption("--update-baseline")
 
     def _record(name: str, params: dict, value: float, unit: str, reference_value: float,
                 floor: float | None = None) -> dict:
@@ -85,7 +97,9 @@ def record():
         if floor is not None:
             assert ratio >= floor, f"{name} {params}: ratio {ratio:.2f} below its floor {floor}"
         base = _baseline().get(_key(name, params))
-        if base is not None:
+        if base is None:
+            assert updating, _missing_baseline(name, params, request)
+        else:
             limit = REGRESSION_TOLERANCE * base["ratio"]
             assert ratio >= limit, (f"{name} {params}: ratio {ratio:.2f} is more than 20% below "
                                     f"the committed baseline {base['ratio']:.2f}")

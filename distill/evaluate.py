@@ -8,28 +8,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import plots
-from .datasets import miss_rule
+from .constants import ROLLOUTS
 from .data.readers import DataError, one_line, read_frames
-from .kinematics import ActionStats, estimate_v0
-from .metrics import constant_velocity, displacement_errors
+from .datasets import miss_rule
+from .kinematics import ActionStats
+from .metrics import displacement_errors
 from .models import build_student, get_model_config
-from .ops import ROLLOUTS, use_rollout
+from .ops import use_rollout
 from .training import checkpoint
-from .training.data import ActionTargets, actions_cache_dir, load_dataset, make_loader
-from .training.runtime import pick_device
+from .training.args import parser_defaults
+from .training.config import ConfigError, RunConfig
+from .training.data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
+from .training.objective import LossWeights
 from .training.outputs import ADDED_VAL_KEYS
-from .training.step import LossWeights
-from .training.validate import run_validation
+from .training.runtime import pick_device
+from .training.validate import constant_velocity_errors, run_validation
 
 
-def parse_args(argv=None) -> Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m distill.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by distill.train")
@@ -44,7 +45,7 @@ def parse_args(argv=None) -> Namespace:
     return p.parse_args(argv)
 
 
-def plot_samples(dataset, result: dict, n: int) -> list[int]:
+def plot_samples(dataset, n: int) -> list[int]:
     """Indices of up to n samples spread over the split (the first of each scenario first)."""
     scen = dataset.data.labels.get("scenario")
     order = list(dict.fromkeys(int(np.flatnonzero(scen == s)[0]) for s in np.unique(scen))) \
@@ -65,28 +66,26 @@ def front_images(dataset, indices) -> list[np.ndarray]:
     return out
 
 
-def evaluate(args: Namespace) -> dict:
+def evaluate(args: argparse.Namespace) -> dict:
     state = checkpoint.load(args.checkpoint)
-    config = state["config"]
+    config = RunConfig.from_dict(state["config"], parser_defaults())
     device = pick_device(args.device)
-    cfg = get_model_config(config["model_size"], **{
+    cfg = get_model_config(config.model_size, **{
         k: v for k, v in state["model_config"].items() if k != "name"})
-    model = build_student(config["model"], cfg).to(device)
+    model = build_student(config.model, cfg).to(device)
     model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
     stats = ActionStats.from_dict(state["action_stats"]).to(device)
-    dataset = load_dataset(Namespace(**config), args.split)
-    actions = ActionTargets(dataset.data, actions_cache_dir(Namespace(**config)), cfg.dt)
-    weights = LossWeights(config["yaw_weight"], config["action_weight"],
-                          config["reasoning_weight"], config["temperature"],
-                          config["label_smoothing"], config.get("multimodal_loss", "wta"))
+    dataset = load_dataset(config, args.split)
+    attach_action_targets(dataset, actions_cache_dir(config), cfg.dt)
+    # The run's weights with the reasoning term at its full weight (its warm-up is over).
+    weights = LossWeights(config.yaw_weight, config.action_weight, config.reasoning_weight,
+                          config.temperature, config.label_smoothing, config.multimodal_loss)
     loader = make_loader(dataset, args.batch_size, args.num_workers)
-    result = run_validation(model, loader, cfg, stats, actions, weights, device,
-                            keep_predictions=True, miss=miss_rule(config.get("benchmark")))
+    result = run_validation(model, loader, cfg, stats, weights, device, keep_predictions=True,
+                            miss=miss_rule(config.benchmark))
     # Rows come back in dataset order (no shuffling), so they align with dataset.data.
     errors = displacement_errors(result["pred_xy"], result["gt_xy"]).numpy()
-    hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
-    cv_xy = constant_velocity(estimate_v0(hist, cfg.dt), cfg.horizon, cfg.dt)
-    cv_errors = displacement_errors(cv_xy, result["gt_xy"].double()).numpy()
+    cv_errors = constant_velocity_errors(dataset.data, cfg.dt).numpy()
     report = {f"val_{k}": result[k] for k in ("loss", "ade", "fde", "ade_1s", "ade_2s",
                                               "ade_3s", "yaw_err_deg")}
     # The keys added after the guide's in metrics.jsonl (minADE_k, minFDE_k, MR_k, ...).
@@ -107,7 +106,7 @@ def evaluate(args: Namespace) -> dict:
             for s in np.unique(scen)}
     out = Path(args.output_dir or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
-    idx = plot_samples(dataset, result, args.num_plots)
+    idx = plot_samples(dataset, args.num_plots)
     titles = [f"{scen[i] if scen is not None else dataset.data.keys[i][0][:8]}\n"
               f"ADE {result['per_sample']['ade'][i]:.2f} m" for i in idx]
     pred, gt = result["pred_xy"].numpy()[idx], result["gt_xy"].numpy()[idx]
@@ -125,7 +124,7 @@ def main(argv=None) -> int:
     try:
         with use_rollout(args.rollout):
             report = evaluate(args)
-    except (DataError, checkpoint.CheckpointError) as e:
+    except (DataError, ConfigError, checkpoint.CheckpointError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"{args.split}: ADE {report['val_ade']:.3f} m, FDE {report['val_fde']:.3f} m, "

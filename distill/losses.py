@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .ops.info_nce import info_nce_reference as info_nce
+
 __all__ = [
     "action_loss",
     "discrete_action_loss",
@@ -87,65 +89,6 @@ def discrete_action_loss(logits: Tensor, target_bins: Tensor, label_smoothing: f
         raise ValueError(f"discrete_action_loss: target_bins must be torch.long, got {target_bins.dtype}")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_bins.reshape(-1),
                            label_smoothing=label_smoothing)
-
-
-def _nce_direction(logits: Tensor, excluded: Tensor | None) -> Tensor:
-    """mean_i (logsumexp_j over the non-excluded logits_ij - logits_ii) for logits (B, M >= B)."""
-    positive = logits.diagonal()
-    if excluded is not None:
-        logits = logits.masked_fill(excluded, float("-inf"))
-    return (torch.logsumexp(logits, -1) - positive).mean()
-
-
-def info_nce(
-    student: Tensor,
-    teacher: Tensor,
-    temperature: float = 0.07,
-    symmetric: bool = False,
-    teacher_ids: Tensor | None = None,
-) -> Tensor:
-    """InfoNCE between student and teacher embeddings; row i of each is the same sample.
-
-    Args:
-        student: ``(B, D)``.
-        teacher: ``(N, D)``, N >= B: rows 0..B-1 pair with the student rows, rows B..N-1 are extra
-            negatives (e.g. a memory bank).
-        temperature: > 0.
-        symmetric: also the teacher -> student direction (below) and average the two.
-        teacher_ids: optional integer ``(N,)``, e.g. one id per distinct sentence: a column j != i
-            with ``teacher_ids[j] == teacher_ids[i]`` is left out of row i's denominator (the same
-            sentence is not a negative).
-
-    Returns:
-        Both inputs are L2-normalized, logits = s t^T / temperature ``(B, N)``, and
-            loss = mean_i [logsumexp_{j kept for i} logits_ij - logits_ii].
-        With ``symmetric``, the teacher -> student loss is the same over the square logits
-        L_ij = logits_ji (i, j < B: teacher row i against student row j, student rows whose
-        id equals teacher_ids[i] left out), and the result is the mean of the two directions.
-    """
-    if student.dim() != 2 or teacher.dim() != 2 or student.shape[1] != teacher.shape[1]:
-        raise ValueError(
-            f"info_nce: student (B, D) and teacher (N, D) must be 2-D with the same D, got "
-            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
-        )
-    B, N = student.shape[0], teacher.shape[0]
-    if N < B:
-        raise ValueError(f"info_nce: need at least as many teacher rows as student rows, got N={N} < B={B}")
-    if temperature <= 0:
-        raise ValueError(f"info_nce: temperature must be > 0, got {temperature}")
-    excluded = None
-    if teacher_ids is not None:
-        if teacher_ids.shape != (N,) or teacher_ids.is_floating_point() or teacher_ids.is_complex():
-            raise ValueError(f"info_nce: teacher_ids must be an integer (N,) = ({N},) tensor, got "
-                             f"{teacher_ids.dtype} {tuple(teacher_ids.shape)}")
-        excluded = teacher_ids[:B, None] == teacher_ids[None, :]  # (B, N)
-        excluded.fill_diagonal_(False)
-    logits = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / temperature  # (B, N)
-    loss = _nce_direction(logits, excluded)
-    if symmetric:
-        back = _nce_direction(logits[:, :B].T, None if excluded is None else excluded[:, :B].T)
-        loss = (loss + back) / 2
-    return loss
 
 
 def reasoning_weight(epoch: float, weight: float, warmup_epochs: float) -> float:

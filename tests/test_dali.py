@@ -43,9 +43,14 @@ def textured(world, tmp_path_factory):
     return dataclasses.replace(data, frame_paths=paths)
 
 
-def batches(dataset, kind, **kwargs):
+def batches(dataset, kind, epoch=0, **kwargs):
     kwargs.setdefault("workers", 2)
-    return list(make_loader(dataset, kwargs.pop("batch_size", 5), kind=kind, **kwargs))
+    loader = make_loader(dataset, kwargs.pop("batch_size", 5), kind=kind, **kwargs)
+    loader.set_epoch(epoch)
+    try:
+        return list(loader)
+    finally:
+        loader.close()
 
 
 @pytest.mark.parametrize("resolution, frames_atol", [(None, GREY_LEVEL), (48, 8 * GREY_LEVEL)])
@@ -53,11 +58,10 @@ def test_dali_and_torch_loaders_yield_the_same_batches(textured, resolution, fra
     """Stored size: DALI's CPU decoder and PIL (both libjpeg-turbo) agree to a grey level.
     Resized: DALI's and torch's antialiased linear filters differ by a few levels at edges."""
     dataset = SampleDataset(textured, resolution)
-    seed = epoch_seed(42, 3)
-    ours = batches(dataset, "dali", shuffle_seed=seed)
-    ref = batches(dataset, "torch", shuffle_seed=seed)
+    ours = batches(dataset, "dali", epoch=3, seed=42)
+    ref = batches(dataset, "torch", epoch=3, seed=42)
     assert len(ours) == len(ref) == 4  # 16 samples, batches of 5
-    order = epoch_order(len(dataset), seed)
+    order = epoch_order(len(dataset), epoch_seed(42, 3))
     assert sum((b["clip_id"] for b in ours), []) == [dataset.data.keys[i][0] for i in order]
     for a, b in zip(ours, ref):
         check_batch(a)
@@ -93,11 +97,12 @@ def test_shards_cover_every_sample_exactly_once(n, world_size, batch_size):
 
 def test_dali_shards_by_rank(world):
     dataset = SampleDataset(split(world), None)
-    seed, clips = epoch_seed(1, 1), []
+    clips = []
     for rank in range(3):
-        loader = make_loader(dataset, 4, 1, shuffle_seed=seed, kind="dali", rank=rank,
-                             world_size=3)
+        loader = make_loader(dataset, 4, 1, seed=1, kind="dali", rank=rank, world_size=3)
+        loader.set_epoch(1)
         got = [c for b in loader for c in b["clip_id"]]
+        loader.close()
         assert len(loader) == -(-len(got) // 4)
         clips += got
     assert sorted(clips) == sorted(k[0] for k in dataset.data.keys)
@@ -105,8 +110,9 @@ def test_dali_shards_by_rank(world):
 
 def test_drop_last_keeps_whole_batches(world):
     dataset = SampleDataset(split(world, "val"), None)  # 16 samples
-    loader = make_loader(dataset, 5, 1, shuffle_seed=3, drop_last=True, kind="dali")
+    loader = make_loader(dataset, 5, 1, seed=3, drop_last=True, kind="dali")
     assert len(loader) == 3 and [len(b["clip_id"]) for b in loader] == [5, 5, 5]
+    loader.close()
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "precision"])
@@ -135,33 +141,41 @@ def clips(loader) -> list[str]:
     return [c for b in loader for c in b["clip_id"]]
 
 
-def kept_for(dataset) -> list:
-    return [p for p in dali._kept.values() if p.data() is dataset.data]
-
-
-def test_one_pipeline_serves_every_pass_each_in_its_own_order(world):
-    """Epochs of one dataset reuse one pipeline (and its reader processes); each pass still
-    follows its epoch's order. A third dataset's pipeline closes the least recently used."""
-    datasets = [SampleDataset(split(world, name), None) for name in ("val", "train", "val")]
+def test_one_loader_one_pipeline_every_epoch_in_its_own_order(world):
+    """A loader built once serves every epoch with one pipeline (and its reader processes);
+    each pass follows its epoch's order; closing it removes the order files."""
+    dataset = SampleDataset(split(world, "val"), None)
+    loader = make_loader(dataset, 5, 1, seed=5, kind="dali")
     for epoch in range(3):
-        seed = epoch_seed(5, epoch)
-        loader = make_loader(datasets[0], 5, 1, shuffle_seed=seed, kind="dali")
-        assert clips(loader) == [datasets[0].data.keys[i][0]
-                                 for i in epoch_order(len(datasets[0]), seed)]
-    (kept,) = kept_for(datasets[0])
-    assert kept.passes == 3 and len(list(kept.orders.iterdir())) == 1
-    for dataset in datasets[1:]:
-        assert len(clips(make_loader(dataset, 5, 1, kind="dali"))) == len(dataset)
-    assert len(dali._kept) == dali.KEPT_PIPELINES and not kept_for(datasets[0])
-    assert not kept.orders.exists()
+        loader.set_epoch(epoch)
+        assert clips(loader) == [dataset.data.keys[i][0]
+                                 for i in epoch_order(len(dataset), epoch_seed(5, epoch))]
+    pipeline = loader.pipeline
+    assert pipeline.passes == 3 and len(list(pipeline.orders.iterdir())) == 1
+    loader.close()
+    assert loader.pipeline is None and not pipeline.orders.exists()
 
 
 def test_a_pass_left_midway_is_not_resumed_by_the_next(world):
     dataset = SampleDataset(split(world, "val"), None)
-    first = next(iter(make_loader(dataset, 5, 1, shuffle_seed=1, kind="dali")))
-    assert len(first["clip_id"]) == 5 and not kept_for(dataset)  # closed when left
-    loader = make_loader(dataset, 5, 1, shuffle_seed=2, kind="dali")
-    assert clips(loader) == [dataset.data.keys[i][0] for i in epoch_order(len(dataset), 2)]
+    loader = make_loader(dataset, 5, 1, seed=1, kind="dali")
+    first = next(iter(loader))
+    assert len(first["clip_id"]) == 5 and loader.pipeline is None  # closed when left
+    loader.set_epoch(1)
+    assert clips(loader) == [dataset.data.keys[i][0]
+                             for i in epoch_order(len(dataset), epoch_seed(1, 1))]
+    loader.close()
+
+
+def test_a_resumed_epoch_skips_what_was_trained(world):
+    """set_epoch(n, skip): the rest of epoch n's order, for both loaders."""
+    dataset = SampleDataset(split(world, "val"), None)
+    want = [dataset.data.keys[i][0] for i in epoch_order(len(dataset), epoch_seed(2, 4))][7:]
+    for kind in ("dali", "torch"):
+        loader = make_loader(dataset, 5, 1, seed=2, kind=kind)
+        loader.set_epoch(4, skip=7)
+        assert clips(loader) == want, kind
+        loader.close()
 
 
 def test_workers_start_by_spawn_once_cuda_is_initialised(monkeypatch, world):
@@ -183,8 +197,8 @@ def test_default_loader_is_dali_where_it_imports(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG decoder)")
 def test_gpu_decoding_matches_the_cpu(textured):
     dataset = SampleDataset(textured, None)
-    gpu = batches(dataset, "dali", device=torch.device("cuda"), shuffle_seed=1)
-    cpu = batches(dataset, "dali", shuffle_seed=1)
+    gpu = batches(dataset, "dali", device=torch.device("cuda"), seed=1)
+    cpu = batches(dataset, "dali", seed=1)
     for a, b in zip(gpu, cpu):
         assert a["frames"].is_cuda and a["clip_id"] == b["clip_id"]
         diff = (a["frames"].cpu() - b["frames"]).abs()

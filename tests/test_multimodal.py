@@ -16,7 +16,9 @@ from distill.models import build_student, get_model_config
 from distill.multimodal import (best_mode, laplace_mixture_nll, mode_cross_entropy,
                                 most_probable, take_mode)
 from distill.train import main as train_main
-from distill.training.step import LossWeights, Prediction, loss_terms, predict, sample_metrics
+from distill.models.plan import Plan, student_plan
+from distill.training.objective import LossWeights, loss_terms
+from distill.training.validate import sample_metrics
 
 
 def test_best_mode_take_mode_and_most_probable():
@@ -110,13 +112,14 @@ def test_six_mode_student_predicts_and_trains_on_each_input(input_type, output, 
     model = build_student("baseline", cfg)
     batch = _batch(input_type)
     stats = ActionStats(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.05]))
-    pred = predict(model, batch, cfg, stats)
+    pred = student_plan(model, batch, cfg, stats)
     assert pred.modes_xy.shape == (2, 6, 64, 2) and pred.modes_yaw.shape == (2, 6, 64)
     assert pred.xy.shape == (2, 64, 2) and pred.probs.shape == (2, 6)
     top = pred.heads["mode_logits"].argmax(-1)
     assert torch.equal(pred.xy, pred.modes_xy[torch.arange(2), top])
     weights = LossWeights(0.3, 0.1, 0.0, 0.07, 0.1, loss_name)
-    terms = loss_terms(pred, batch, torch.zeros(2, 64, 2), cfg, stats, weights)
+    batch["action_target"] = torch.zeros(2, 64, 2)
+    terms = loss_terms(pred, batch, cfg, stats, weights)
     assert all(torch.isfinite(v) for v in terms.values())
     assert (terms["mode"] > 0) == (loss_name == "wta")
     terms["loss"].backward()
@@ -146,7 +149,7 @@ def test_six_unicycle_modes_start_apart_one_mode_has_no_anchor():
     cfg = get_model_config("tiny", num_modes=6)
     stats = ActionStats(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.03]))
     with torch.no_grad():
-        pred = predict(build_student("baseline", cfg), _batch("camera"), cfg, stats)
+        pred = student_plan(build_student("baseline", cfg), _batch("camera"), cfg, stats)
     assert (pred.modes_xy[0, :, -1, 1].diff() > 1.0).all()  # metres apart at 6.4 s
     assert not hasattr(build_student("baseline", get_model_config("tiny")), "mode_anchor")
 
@@ -173,11 +176,12 @@ def test_single_mode_wta_is_the_plain_position_loss():
     modes_xy, modes_yaw = torch.randn(3, 1, 64, 2, generator=g), torch.randn(3, 1, 64, generator=g)
     heads = {"mode_logits": torch.zeros(3, 1), "direct": torch.zeros(3, 1, 64, 4)}
     batch = {"trajectory_xyz": torch.randn(3, 64, 3, generator=g),
-             "trajectory_yaw": torch.randn(3, 64, generator=g)}
+             "trajectory_yaw": torch.randn(3, 64, generator=g),
+             "action_target": torch.zeros(3, 64, 2)}
     cfg = get_model_config("tiny", output="direct")
     stats = ActionStats(torch.zeros(2), torch.ones(2))
-    terms = loss_terms(Prediction(modes_xy, modes_yaw, None, heads), batch, torch.zeros(3, 64, 2),
-                       cfg, stats, LossWeights(0.3, 0.0, 0.0, 0.07, 0.1))
+    terms = loss_terms(Plan(modes_xy, modes_yaw, None, heads), batch, cfg, stats,
+                       LossWeights(0.3, 0.0, 0.0, 0.07, 0.1))
     torch.testing.assert_close(terms["pos"], position_loss(modes_xy[:, 0],
                                                            batch["trajectory_xyz"][..., :2]))
     assert terms["mode"] == 0

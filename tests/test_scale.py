@@ -16,7 +16,7 @@ import torch
 
 from distill.train import main as train_main
 from distill.training import accel
-from distill.training.engine import TrainStep
+from distill.training.step import TrainStep
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (none on this machine)")
@@ -127,7 +127,7 @@ def _tiny_step(grad_clip=0.0):
     """A TrainStep over a model with a BatchNorm, driven by a fake predict/loss."""
     from distill.training.distributed import Dist
     from distill.training.runtime import optimizer_for
-    from distill.training.step import LossWeights
+    from distill.training.objective import LossWeights
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     opt = optimizer_for(model, 0.1, 0.0, torch.device("cpu"))
     weights = LossWeights(yaw=0, action=0, reasoning=0, temperature=0.07, label_smoothing=0)
@@ -141,16 +141,16 @@ def test_non_finite_steps_are_skipped_on_the_device_and_counted(monkeypatch):
     model, engine = _tiny_step()
     x = torch.randn(8, 3)
 
-    def fake_loss(pred, batch, target, cfg, stats, w, extra):
+    def fake_loss(plan, batch, cfg, stats, w, extra):
         loss = model(x).square().mean() * batch["scale"]
         return {k: loss for k in ("loss", "pos", "yaw", "action", "reasoning")}
 
-    monkeypatch.setattr("distill.training.engine.predict", lambda *a: None)
-    monkeypatch.setattr("distill.training.engine.loss_terms", fake_loss)
+    monkeypatch.setattr("distill.training.step.student_plan", lambda *a: None)
+    monkeypatch.setattr("distill.training.step.loss_terms", fake_loss)
     clip = ["a"] * 8
 
     def step(scale):
-        engine.micro({"scale": torch.tensor(scale), "clip_id": clip}, None, 1.0, True)
+        engine.micro({"scale": torch.tensor(scale), "clip_id": clip}, 1.0, True)
         engine.update(0.1)
 
     step(1.0)
@@ -172,14 +172,14 @@ def test_a_non_finite_gradient_norm_also_gates_with_grad_clip(monkeypatch):
     model, engine = _tiny_step(grad_clip=1.0)
     w = model[0].weight
 
-    def fake_loss(pred, batch, target, cfg, stats, weights, extra):
+    def fake_loss(plan, batch, cfg, stats, weights, extra):
         loss = (w - w.detach()).abs().sqrt().sum()  # 0, but its gradient at 0 is not finite
         return {k: loss for k in ("loss", "pos", "yaw", "action", "reasoning")}
 
-    monkeypatch.setattr("distill.training.engine.predict", lambda *a: None)
-    monkeypatch.setattr("distill.training.engine.loss_terms", fake_loss)
+    monkeypatch.setattr("distill.training.step.student_plan", lambda *a: None)
+    monkeypatch.setattr("distill.training.step.loss_terms", fake_loss)
     before = w.detach().clone()
-    engine.micro({"clip_id": ["a"]}, None, 1.0, True)
+    engine.micro({"clip_id": ["a"]}, 1.0, True)
     engine.update(0.1)
     assert engine.guard.read() == (1, 1) and torch.equal(w, before)
 
@@ -187,9 +187,9 @@ def test_a_non_finite_gradient_norm_also_gates_with_grad_clip(monkeypatch):
 def test_too_many_non_finite_steps_stop_the_run(world, tmp_path, monkeypatch, capsys):
     real = TrainStep.micro
 
-    def poisoned(self, batch, target, scale, sync):
+    def poisoned(self, batch, scale, sync):
         batch["trajectory_xyz"] = batch["trajectory_xyz"] * float("nan")
-        return real(self, batch, target, scale, sync)
+        return real(self, batch, scale, sync)
 
     monkeypatch.setattr(TrainStep, "micro", poisoned)
     argv = DDP_FLAGS + ["--batch-size", "2", "--max-epochs", "1", "--max-nonfinite-steps", "3",

@@ -13,7 +13,7 @@ import torch
 from distill.evaluate import main as evaluate_main
 from distill.train import main as train_main
 from distill.training.args import build_parser
-from distill.training.engine import TrainStep
+from distill.training.step import TrainStep
 from distill.training.outputs import METRIC_KEYS
 
 # Every flag of the training guide's CLI reference, by its exact name.

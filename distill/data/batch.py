@@ -59,8 +59,11 @@ def label_columns(labels: dict, history: dict) -> dict[str, np.ndarray]:
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack per-sample dicts (tensors and a ``clip_id`` string) into a batch."""
-    batch = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in TENSOR_KEYS}
+    """Stack per-sample dicts (tensors, and a ``clip_id`` string that becomes a list) into a
+    batch: every key the samples have (the contract's, the trainer's ``action_target``, a
+    benchmark's scene input)."""
+    batch = {k: torch.stack([torch.as_tensor(s[k]) for s in samples])
+             for k in samples[0] if k != "clip_id"}
     batch["clip_id"] = [s["clip_id"] for s in samples]
     return batch
 

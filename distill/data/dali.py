@@ -13,9 +13,9 @@ The labels and ego history of a batch are gathered from the dataset's columns by
 indices that travelled through the pipeline with the images, so they cannot come apart. The
 order of a pass is ``sampling.epoch_order``, the same as the torch loader's.
 
-The pipeline, its reader processes and its iterator outlive the pass (``ReusedPipeline``): the
-next pass over the same data with the same settings (the next epoch) reuses them with a new
-order. Measured on 2 cores, 224 px, batch 32, 2 workers: building them costs 0.4-1.5 s, and
+The loader is built once per dataset and told its epoch (``set_epoch``); its pipeline, reader
+processes and iterator (``ReusedPipeline``) outlive the pass: the next pass (the next epoch)
+reuses them with a new order. Measured on 2 cores, 224 px, batch 32, 2 workers: building them costs 0.4-1.5 s, and
 reader processes forked anew for each pass share the DALI buffers of the previous passes with
 this process copy-on-write, which made every pass after the first slower (150-190 ms per batch
 against 106-113 ms for the first).
@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import shutil
 import tempfile
-import weakref
+import weakref  # finalize: the order files go with the pipeline
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -33,15 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..ops import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import FRAME_CHANNELS, IMAGENET_MEAN, IMAGENET_STD, NUM_CAMERAS
 from . import formats, jpeg
-from .batch import FRAME_CHANNELS
 from .dali_source import IMAGES_PER_SAMPLE, FrameSource, order_path, storage_of
 from .readers import DataError, frame_error, read_frames, read_stored_frames
-from .sampling import epoch_order, num_batches
+from .sampling import epoch_order, epoch_seed, num_batches
 
 PREFETCH = 2  # batches DALI prepares ahead
-KEPT_PIPELINES = 2  # pipelines kept between passes: the train and the validation split's
 
 
 @lru_cache(maxsize=1)
@@ -112,11 +110,11 @@ def build_pipeline(source: FrameSource, images_per_batch: int, workers: int,
 
 class ReusedPipeline:
     """A DALI pipeline over one dataset's frames files (``data``: a ``SplitData``) and its
-    iterator, kept for the passes after the first; ``run(order)`` is one pass."""
+    iterator, kept for the passes after the first; ``run(order)`` is one pass. The order of
+    each pass goes to the reader processes as a file (``dali_source.order_path``)."""
 
     def __init__(self, data, batch_size: int, workers: int, device_id: int | None,
                  resize_to: int | None, storage: str, size: tuple[int, int]):
-        self.data = weakref.ref(data)
         self.orders = Path(tempfile.mkdtemp(prefix="distill-dali-orders-"))
         self.remove_orders = weakref.finalize(self, shutil.rmtree, self.orders, True)  # once
         self.source = FrameSource(data.frame_paths, data.keys, self.orders, batch_size, storage,
@@ -147,70 +145,65 @@ class ReusedPipeline:
         self.remove_orders()
 
 
-_kept: dict[tuple, ReusedPipeline] = {}  # least recently used first
-
-
-def reused_pipeline(data, *settings) -> ReusedPipeline:
-    """The kept pipeline of ``data`` with these settings, or a new one (closing the least
-    recently used beyond KEPT_PIPELINES)."""
-    key = (id(data), start_method(), *settings)
-    pipeline = _kept.pop(key, None)
-    if pipeline is not None and pipeline.data() is not data:  # id reused by new data
-        pipeline.close()
-        pipeline = None
-    if pipeline is None:
-        while len(_kept) >= KEPT_PIPELINES:
-            _kept.pop(next(iter(_kept))).close()
-        pipeline = ReusedPipeline(data, *settings)
-    _kept[key] = pipeline
-    return pipeline
-
-
-def discard_pipeline(pipeline: ReusedPipeline) -> None:
-    """Closes ``pipeline`` and forgets it (after a failed or abandoned pass)."""
-    for key in [k for k, v in _kept.items() if v is pipeline]:
-        del _kept[key]
-    pipeline.close()
-
-
 class DaliLoader:
-    """One pass over a ``SampleDataset`` (frames files) in batches of the contract.
+    """Passes over a ``SampleDataset`` (frames files) in batches of the contract, one pass per
+    ``set_epoch``. Built once per dataset; it owns its pipeline and reader processes (built at
+    the first pass, kept for the next ones, closed by ``close()`` or when a pass fails or is
+    left midway, then rebuilt by the next pass).
 
-    ``shuffle_seed``, ``rank``, ``world_size``, ``drop_last`` and ``skip`` pick the samples and
-    their order as ``sampling.epoch_order`` does; ``workers`` is both DALI's CPU threads and its
+    ``seed`` (None: dataset order), ``rank``, ``world_size``, ``drop_last`` and the ``skip`` of
+    ``set_epoch`` pick the samples and their order as ``sampling.epoch_order`` does, shuffled
+    from ``sampling.epoch_seed(seed, epoch)``; ``workers`` is both DALI's CPU threads and its
     reader processes (0: read in this process). On ``device`` cuda the frames are decoded and
     normalised on that GPU and come out there; the other keys stay on the CPU.
     """
 
-    def __init__(self, dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
+    def __init__(self, dataset, batch_size: int, workers: int, seed: int | None = None,
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu", skip: int = 0):
+                 device: torch.device | str = "cpu"):
         if not dataset.data.frame_paths:
             raise ValueError("the DALI loader reads frames files; this dataset has none "
                              "(--offline): use --loader torch")
         self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
-        self.order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last,
-                                 batch_size, skip)
+        self.seed, self.drop_last, self.rank, self.world_size = seed, drop_last, rank, world_size
         self.device = torch.device(device)
+        self.pipeline: ReusedPipeline | None = None
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The next pass visits ``epoch``'s order, without its first ``skip`` global samples."""
+        self.order = epoch_order(len(self.dataset), None if self.seed is None
+                                 else epoch_seed(self.seed, epoch), self.rank, self.world_size,
+                                 self.drop_last, self.batch_size, skip)
 
     def __len__(self) -> int:
         return num_batches(len(self.order), self.batch_size)
 
+    def _pipeline(self) -> ReusedPipeline:
+        if self.pipeline is None:
+            storage, size = stored_layout(self.dataset)
+            resolution = self.dataset.resolution
+            resize = resolution if resolution and tuple(size) != (resolution, resolution) else None
+            device_id = None
+            if self.device.type == "cuda":
+                device_id = (torch.cuda.current_device() if self.device.index is None
+                             else self.device.index)
+            self.pipeline = ReusedPipeline(self.dataset.data, self.batch_size, self.workers,
+                                           device_id, resize, storage, tuple(size))
+        return self.pipeline
+
+    def close(self) -> None:
+        """Stops the pipeline's threads and reader processes (a later pass builds new ones)."""
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+
     def __iter__(self) -> Iterator[dict]:
         if not len(self.order):
             return
-        storage, size = stored_layout(self.dataset)
-        resolution = self.dataset.resolution
-        resize_to = resolution if resolution and tuple(size) != (resolution, resolution) else None
-        device_id = None
-        if self.device.type == "cuda":
-            device_id = (torch.cuda.current_device() if self.device.index is None
-                         else self.device.index)
-        pipeline = reused_pipeline(self.dataset.data, self.batch_size, self.workers, device_id,
-                                   resize_to, storage, tuple(size))
         i, failure, finished = 0, None, False
         try:
-            for out in pipeline.run(self.order):
+            for out in self._pipeline().run(self.order):
                 yield self.batch(out, i)
                 i += 1
             finished = True
@@ -218,11 +211,10 @@ class DaliLoader:
             failure = (isinstance(e, DataError), str(e))  # never keep DALI's traceback
         finally:
             if not finished:  # failed, or left mid-pass: DALI cannot start the next pass
-                discard_pipeline(pipeline)
+                self.close()
         if failure is not None:
             # A failed pipeline sits in reference cycles with its 6+ threads alive until the
             # collector runs, and a fork meanwhile (a DataLoader worker) crashed or hung.
-            del pipeline
             gc.collect()
             raise self.explain(*failure, i)
 
@@ -235,7 +227,7 @@ class DaliLoader:
                                f"{expected.tolist()}")
         frames = out["frames"]  # (16 B, 3, H, W)
         batch = {k: torch.from_numpy(v[index]) for k, v in self.dataset.columns.items()}
-        batch["frames"] = frames.view(len(index), formats.NUM_CAMERAS, FRAME_CHANNELS,
+        batch["frames"] = frames.view(len(index), NUM_CAMERAS, FRAME_CHANNELS,
                                       *frames.shape[-2:])
         batch["clip_id"] = [self.dataset.data.keys[j][0] for j in index]
         return batch

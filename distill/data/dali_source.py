@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, jpeg
+from ..constants import NUM_CAMERAS, NUM_FRAMES
+from . import jpeg
 from .readers import DataError, frame_error, read_stored_frames
 from .formats import Key
 
-IMAGES_PER_SAMPLE = formats.NUM_CAMERAS * formats.NUM_FRAMES
+IMAGES_PER_SAMPLE = NUM_CAMERAS * NUM_FRAMES
 
 
 def storage_of(arrays: dict) -> str:

@@ -1,4 +1,5 @@
-"""The guide's on-disk formats: constants, paths, schemas and atomic writers.
+"""The guide's on-disk formats: paths, schemas and atomic writers (their numbers, the cameras,
+rates and sizes, are ``distill.constants``, re-exported here).
 
 Documented for users in docs/formats.md; every reader validates against the schemas here and
 every writer (the built-in world, the data scripts) goes through the writers here, so the two
@@ -13,23 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import (  # noqa: F401  (re-exported: the numbers docs/formats.md documents)
+    CAMERAS,
+    DEFAULT_T0_US,
+    DT,
+    EMBED_DIM,
+    FRAME_OFFSETS_US,
+    FUTURE_STEPS,
+    HISTORY_STEPS,
+    NUM_CAMERAS,
+    NUM_FRAMES,
+)
 from .jpeg import JPEG_QUALITY, encode_images
 
-# Camera order of every frames array and of the batch contract.
-CAMERAS = (
-    "camera_cross_left_120fov",
-    "camera_front_wide_120fov",
-    "camera_cross_right_120fov",
-    "camera_front_tele_30fov",
-)
-NUM_CAMERAS = len(CAMERAS)
-NUM_FRAMES = 4  # per camera, at t0 + FRAME_OFFSETS_US
-FRAME_OFFSETS_US = (-300_000, -200_000, -100_000, 0)
-HISTORY_STEPS = 16  # ego poses at t0 - 1.5 s ... t0, 10 Hz
-FUTURE_STEPS = 64  # teacher poses at t0 + 0.1 s ... t0 + 6.4 s, 10 Hz
-DT = 0.1  # seconds between poses, history and future
-EMBED_DIM = 384  # all-MiniLM-L6-v2
-DEFAULT_T0_US = 5_100_000
 SPLITS = ("train", "val")
 
 # A sample's identity: (clip_id, t0_us). Readers join files by it, never by position.

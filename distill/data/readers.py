@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import CAMERAS, NUM_CAMERAS, NUM_FRAMES
 from . import formats, jpeg
 from .formats import Key
 
@@ -148,8 +149,8 @@ def read_stored_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def frame_error(path, clip_id, image: int, problem) -> DataError:
     """The error for image ``image`` (= 4 * camera + frame) of a frames file: one line naming
     the file, the clip, the camera and the frame."""
-    camera, frame = divmod(image, formats.NUM_FRAMES)
-    return DataError(f"{path}: clip {clip_id}: {formats.CAMERAS[camera]} frame {frame}: {problem}")
+    camera, frame = divmod(image, NUM_FRAMES)
+    return DataError(f"{path}: clip {clip_id}: {CAMERAS[camera]} frame {frame}: {problem}")
 
 
 def read_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -167,7 +168,7 @@ def read_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if len({image.shape for image in images}) > 1:
         raise DataError(f"{path}: clip {arrays['clip_id']}: images of different sizes "
                         f"{sorted({image.shape[:2] for image in images})}")
-    arrays["frames"] = np.stack(images).reshape(formats.NUM_CAMERAS, formats.NUM_FRAMES,
+    arrays["frames"] = np.stack(images).reshape(NUM_CAMERAS, NUM_FRAMES,
                                                 *images[0].shape)
     return arrays
 

@@ -49,3 +49,26 @@ def epoch_order(n: int, shuffle_seed: int | None = None, rank: int = 0, world_si
 
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """The torch DataLoader's sampler: ``epoch_order`` of the epoch ``set_epoch`` was told (as
+    ``DistributedSampler.set_epoch``), shuffled from ``epoch_seed(seed, epoch)`` (``seed``
+    None: dataset order), for one ``rank`` of ``world_size``."""
+
+    def __init__(self, n: int, seed: int | None = None, rank: int = 0, world_size: int = 1,
+                 drop_last: bool = False, batch_size: int = 1):
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.drop_last, self.batch_size = drop_last, batch_size
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The next pass visits ``epoch``'s order without its first ``skip`` global samples."""
+        self.order = epoch_order(self.n, None if self.seed is None else epoch_seed(self.seed, epoch),
+                                 self.rank, self.world_size, self.drop_last, self.batch_size, skip)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order.tolist())

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .formats import EMBED_DIM
+from ..constants import EMBED_DIM
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..constants import BENCHMARK_INPUT_TYPES
 from .vectors import POINT_FEATURES
 
 
@@ -26,9 +27,11 @@ class BenchmarkSpec:
 
 BENCHMARKS = {
     # 2 s of history and 6 s of future at 2 Hz; MissRateTopK: max pointwise error >= 2 m.
-    "nuscenes": BenchmarkSpec("raster", history_steps=5, horizon=12, dt=0.5, miss="max"),
+    "nuscenes": BenchmarkSpec(BENCHMARK_INPUT_TYPES["nuscenes"], history_steps=5, horizon=12,
+                              dt=0.5, miss="max"),
     # 5 s observed and 6 s predicted at 10 Hz; a miss: final error > 2 m.
-    "argoverse2": BenchmarkSpec("vector", history_steps=50, horizon=60, dt=0.1, miss="final"),
+    "argoverse2": BenchmarkSpec(BENCHMARK_INPUT_TYPES["argoverse2"], history_steps=50,
+                                horizon=60, dt=0.1, miss="final"),
 }
 
 
@@ -48,14 +51,11 @@ def miss_rule(name: str | None) -> str:
     return BENCHMARKS[name].miss if name else "final"
 
 
-def load_benchmark_split(args, split: str):
-    """The ``split`` ("train" or "val") dataset of ``args.benchmark`` from its root flag, with
-    --overfit-tiny / --max-train-samples / --max-val-samples applied as for the guide's data."""
-    source = "train" if args.overfit_tiny else split
-    limit = args.overfit_tiny or (args.max_train_samples if split == "train"
-                                  else args.max_val_samples)
-    if args.benchmark == "nuscenes":
+def load_benchmark_split(config, split: str, limit: int = 0):
+    """The ``split`` ("train" or "val") dataset of ``config.benchmark`` from its root flag, its
+    first ``limit`` samples (0 = all)."""
+    if config.benchmark == "nuscenes":
         from .nuscenes import NuScenesPrediction
-        return NuScenesPrediction.open(args.nuscenes_root, source, args.resolution, limit)
+        return NuScenesPrediction.open(config.nuscenes_root, split, config.resolution, limit)
     from .argoverse2 import Argoverse2Forecasting
-    return Argoverse2Forecasting.open(args.argoverse2_root, source, limit)
+    return Argoverse2Forecasting.open(config.argoverse2_root, split, limit)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.batch import yaw_from_rot
+from ..data.batch import collate, yaw_from_rot
 from ..data.readers import SplitData
 
 
@@ -49,13 +49,6 @@ def trajectory_index(keys: list[tuple[str, int]], history_xy: np.ndarray,
               "trajectory_xyz": xyz(future_xy), "trajectory_rot": rotations(future_yaw)}
     history = {"ego_history_xyz": xyz(history_xy), "ego_history_rot": rotations(history_yaw)}
     return SplitData(list(keys), labels, history, frame_paths=[])
-
-
-def collate(samples: list[dict]) -> dict:
-    """Stack the per-sample tensors of every key into a batch; ``clip_id`` becomes a list."""
-    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "clip_id"}
-    batch["clip_id"] = [s["clip_id"] for s in samples]
-    return batch
 
 
 class BenchmarkDataset(Dataset):

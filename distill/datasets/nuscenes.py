@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.readers import DataError
-from ..ops import IMAGENET_MEAN, IMAGENET_STD
 from .common import BenchmarkDataset, trajectory_index
 from .vectors import Frame
 

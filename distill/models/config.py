@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..constants import MODEL_SIZES
+
 BACKBONES = ("resnet18", "resnet50", "resnet101")
 OUTPUTS = ("unicycle", "direct")
 # What the student sees: the 4 cameras, a bird's-eye raster (nuScenes) or polylines (Argoverse 2).
@@ -77,7 +79,7 @@ _PRESETS = {
     "500m": dict(backbone="resnet101", d_model=1280, num_layers=17, num_heads=16, ffn_dim=4928,
                  grad_checkpointing=True),
 }
-MODEL_SIZES = tuple(_PRESETS)
+assert tuple(_PRESETS) == MODEL_SIZES, "distill.constants.MODEL_SIZES names the presets"
 
 
 def get_model_config(size: str, **overrides) -> ModelConfig:

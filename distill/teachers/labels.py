@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import FUTURE_STEPS
 from ..data import formats
 from ..data.readers import DataError, load_ego_history, read_frame_key
 from ..data.real.cli import ScriptError, progress
@@ -81,7 +82,7 @@ def part_arrays(samples: list[TeacherSample], labels: list[TeacherLabel], teache
     """One batch's rows; a label of the wrong shape or with non-finite values names its clip."""
     for s, label in zip(samples, labels):
         xyz, rot = np.asarray(label.trajectory_xyz), np.asarray(label.trajectory_rot)
-        if xyz.shape != (formats.FUTURE_STEPS, 3) or rot.shape != (formats.FUTURE_STEPS, 3, 3) \
+        if xyz.shape != (FUTURE_STEPS, 3) or rot.shape != (FUTURE_STEPS, 3, 3) \
                 or not (np.isfinite(xyz).all() and np.isfinite(rot).all()):
             raise DataError(f"{s.frames_path}: clip {s.key[0]}: the {teacher} teacher returned "
                             f"a trajectory of shape {xyz.shape} / {rot.shape} or non-finite values")

@@ -1,24 +1,16 @@
 """Command-line flags of ``python -m distill.train``: every flag of the training guide with its
-default, plus the product's own (marked "distill:" in --help groups). ``resolve`` merges a resumed
-checkpoint's config with the flags given explicitly on the command line."""
+default, plus the product's own (marked "distill:" in --help groups), one function per group.
+``parse_config`` resolves them once into the typed ``RunConfig`` (on resume: the checkpoint's,
+with the allowed overrides). Imports nothing of the implementation (no torch, DALI or
+distill._C), so ``--help`` and a bad flag answer at once."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 
-from ..data.dali import default_loader
-from ..models import MODEL_SIZES
-from ..ops import ROLLOUTS
-
-# Flags that may differ when resuming: they change how long or where a run goes, not what it is.
-RESUMABLE_OVERRIDES = {"max_epochs", "patience", "output_dir", "num_workers", "device",
-                       "loader", "compile", "precision", "cuda_graphs", "max_nonfinite_steps"}
-# Flags that are about this invocation, never part of a run's config.
-INVOCATION_ONLY = {"resume", "overwrite", "rollout", "profile"}
-
-
-class ConfigError(ValueError):
-    """A bad combination of flags; the message is one line."""
+from ..constants import BENCHMARK_INPUT_TYPES, MODEL_SIZES, ROLLOUTS
+from .config import DATA_PATHS, INVOCATION_ONLY, ConfigError, RunConfig, resolve_resume
 
 
 def _positive_int(text: str) -> int:
@@ -63,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         "training guide; run from a folder made by `python -m distill.world` and the default "
         "data paths find its files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _model_flags(p)
+    _data_flags(p)
+    _training_flags(p)
+    _speed_flags(p)
+    _losses_flags(p)
+    _outputs_flags(p)
+    _benchmarks_flags(p)
+    _diagnostics_flags(p)
+    _checkpoints_flags(p)
+    return p
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("baseline", "reasoning"), default=None,
                    help="student model type (required, except with --resume: the checkpoint's)")
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preset: 110m (ResNet-50), 500m (ResNet-101), tiny (CPU, minutes)")
     g.add_argument("--backbone-weights", default=None, metavar="PATH",
                    help="distill: local torchvision ResNet weights, inflated to 12 channels")
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--train-labels", default="teacher_labels/train_labels.npz")
     g.add_argument("--val-labels", default="teacher_labels/val_labels.npz")
@@ -89,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill: frame decoding: dali (NVIDIA DALI; nvJPEG on a GPU, its CPU "
                    "decoder otherwise) or torch (PIL in DataLoader workers); the default is dali "
                    "where DALI is installed. Same batches either way (docs/data_pipeline.md)")
+
+
+def _training_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--max-epochs", type=_positive_int, default=150)
     g.add_argument("--patience", type=_positive_int, default=15,
@@ -107,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="distill: auto = cuda when available")
+
+
+def _speed_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed and scale (distill; docs/scaling.md, docs/profiling.md)")
     g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="bf16 autocast on a GPU that has it (auto), or fp32; CPUs train in fp32")
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--profile", type=_non_negative_int, default=0, metavar="N",
                    help="write a torch.profiler chrome trace of N steps after 3 warmup steps "
                    "to OUTPUT_DIR/profile_trace.json (0 = off)")
+
+
+def _losses_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("losses")
     g.add_argument("--yaw-weight", type=_non_negative_float, default=0.3)
     g.add_argument("--reasoning-weight", type=_non_negative_float, default=0.25)
@@ -131,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--action-weight", type=_non_negative_float, default=0.0,
                    help="weight of action supervision (discrete mode: of the cross-entropy, "
                    "1 when this is 0)")
+
+
+def _outputs_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("outputs")
     g.add_argument("--no-unicycle", action="store_true",
                    help="direct mode: predict (x, y, sin yaw, cos yaw) instead of actions")
@@ -141,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="distill: unicycle rollout implementation: the compiled op, or plain "
                    "PyTorch (same results, for A/B; docs/compiled_ops.md)")
+
+
+def _benchmarks_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("benchmarks (docs/datasets.md)")
-    g.add_argument("--benchmark", choices=("nuscenes", "argoverse2"), default=None,
+    g.add_argument("--benchmark", choices=tuple(BENCHMARK_INPUT_TYPES), default=None,
                    help="train on a standard benchmark instead of the teacher's labels")
     g.add_argument("--input-type", choices=("camera", "raster", "vector"), default="camera",
                    help="input modality: camera (the guide's data), raster (nuScenes BEV), "
@@ -156,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nuScenes root (v1.0-trainval/ or v1.0-mini/ and maps/)")
     g.add_argument("--argoverse2-root", default=None, metavar="PATH",
                    help="Argoverse 2 motion forecasting root (train/ and val/)")
+
+
+def _diagnostics_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("diagnostics")
     g.add_argument("--freeze-bn", action="store_true",
                    help="BatchNorm layers in eval mode (frozen statistics)")
@@ -165,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-val-samples", type=_non_negative_int, default=0, help="0 = all")
     g.add_argument("--log-action-stats", action="store_true",
                    help="log predicted vs teacher action statistics at validation")
+
+
+def _checkpoints_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("checkpoints")
     g.add_argument("--output-dir", default="checkpoints")
     g.add_argument("--save-every", type=_positive_int, default=5,
@@ -176,11 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume from")
     g.add_argument("--overwrite", action="store_true",
                    help="distill: replace this run's checkpoints in --output-dir")
-    return p
 
 
-DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights",
-              "nuscenes_root", "argoverse2_root")
+def default_loader() -> str:
+    """``--loader``'s default: dali where DALI is installed, torch otherwise (found without
+    importing it)."""
+    try:
+        return "dali" if importlib.util.find_spec("nvidia.dali") else "torch"
+    except ModuleNotFoundError:  # no nvidia namespace package at all
+        return "torch"
 
 
 def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
@@ -206,63 +239,56 @@ def explicit_flags(parser: argparse.ArgumentParser, argv) -> set[str]:
     return set(vars(shadow.parse_known_args(argv)[0]))
 
 
-def run_config(args: argparse.Namespace) -> dict:
-    """The run's config: every flag but the invocation-only ones (saved in checkpoints)."""
-    return {k: v for k, v in vars(args).items() if k not in INVOCATION_ONLY}
+def parser_defaults() -> dict:
+    """Every flag's default (what an older checkpoint's config lacks is read as)."""
+    return vars(build_parser().parse_args([]))
 
 
-def resolve_resume(args: argparse.Namespace, explicit: set[str], saved: dict,
-                   checkpoint: str) -> argparse.Namespace:
-    """The saved config with the allowed explicit overrides; an explicit flag that differs
-    from the saved run is refused."""
-    for name in sorted(explicit - INVOCATION_ONLY - RESUMABLE_OVERRIDES):
-        if name in saved and getattr(args, name) != saved[name]:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{checkpoint}: {flag} {getattr(args, name)} differs from the checkpoint's "
-                f"{saved[name]!r}; a resumed run keeps its config (only "
-                f"{', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE_OVERRIDES))} "
-                "may change)")
-    merged = dict(vars(args))
-    merged.update({k: v for k, v in saved.items() if k in merged})
-    merged.update({k: getattr(args, k) for k in explicit & RESUMABLE_OVERRIDES})
-    return argparse.Namespace(**merged)
+def parse_config(parser: argparse.ArgumentParser, argv,
+                 saved: dict | None = None, checkpoint: str = "") -> RunConfig:
+    """The run's config from the command line; with ``saved`` (a resumed checkpoint's config),
+    that config with the flags allowed to change on resume, refusing any other that differs.
+    Then the combinations are checked (one-line ConfigError)."""
+    flags = vars(absolute_paths(parser.parse_args(argv)))
+    if saved is None:
+        config = RunConfig.from_flags(flags)
+    else:
+        config = resolve_resume(flags, explicit_flags(parser, argv) - INVOCATION_ONLY, saved,
+                                checkpoint)
+    check_combinations(config)
+    return config
 
 
-def check_combinations(args: argparse.Namespace) -> None:
-    if args.discrete_actions and args.no_unicycle:
+def check_combinations(config: RunConfig) -> None:
+    if config.discrete_actions and config.no_unicycle:
         raise ConfigError("--discrete-actions needs unicycle mode; drop --no-unicycle")
-    if args.reasoning_negatives == "queue" and args.model != "reasoning":
+    if config.reasoning_negatives == "queue" and config.model != "reasoning":
         raise ConfigError("--reasoning-negatives queue needs --model reasoning")
-    if args.overfit_tiny and (args.max_train_samples or args.max_val_samples):
+    if config.overfit_tiny and (config.max_train_samples or config.max_val_samples):
         raise ConfigError("--overfit-tiny sets both splits; drop --max-train/val-samples")
-    check_benchmark(args)
+    check_benchmark(config)
 
 
-# The input each benchmark provides and the flag that locates it.
-BENCHMARK_INPUTS = {"nuscenes": ("raster", "nuscenes_root"),
-                    "argoverse2": ("vector", "argoverse2_root")}
-
-
-def check_benchmark(args: argparse.Namespace) -> None:
+def check_benchmark(config: RunConfig) -> None:
     """--benchmark, --input-type and the dataset roots must agree (one-line ConfigError)."""
-    for name, (input_type, root) in BENCHMARK_INPUTS.items():
+    for name, input_type in BENCHMARK_INPUT_TYPES.items():
+        root = f"{name}_root"  # the flag that locates the benchmark's data
         flag = "--" + root.replace("_", "-")
-        if args.benchmark == name:
-            if getattr(args, root) is None:
+        if config.benchmark == name:
+            if getattr(config, root) is None:
                 raise ConfigError(f"--benchmark {name} needs {flag} PATH")
-            if args.input_type != input_type:
+            if config.input_type != input_type:
                 raise ConfigError(f"--benchmark {name} needs --input-type {input_type} "
-                                  f"(got {args.input_type})")
-        elif getattr(args, root) is not None:
+                                  f"(got {config.input_type})")
+        elif getattr(config, root) is not None:
             raise ConfigError(f"{flag} is only read with --benchmark {name}")
-    if args.benchmark is None and args.input_type != "camera":
-        needs = next(n for n, (t, _) in BENCHMARK_INPUTS.items() if t == args.input_type)
-        raise ConfigError(f"--input-type {args.input_type} needs --benchmark {needs}")
-    if args.benchmark and args.model == "reasoning":
-        raise ConfigError(f"--benchmark {args.benchmark} has no teacher reasoning to distill; "
+    if config.benchmark is None and config.input_type != "camera":
+        needs = next(n for n, t in BENCHMARK_INPUT_TYPES.items() if t == config.input_type)
+        raise ConfigError(f"--input-type {config.input_type} needs --benchmark {needs}")
+    if config.benchmark and config.model == "reasoning":
+        raise ConfigError(f"--benchmark {config.benchmark} has no teacher reasoning to distill; "
                           "use --model baseline")
-    if args.benchmark and args.offline:
-        raise ConfigError(f"--offline has no {args.benchmark} data; drop one of them")
-    if args.input_type == "vector" and args.backbone_weights:
+    if config.benchmark and config.offline:
+        raise ConfigError(f"--offline has no {config.benchmark} data; drop one of them")
+    if config.input_type == "vector" and config.backbone_weights:
         raise ConfigError("--backbone-weights loads a ResNet; --input-type vector has none")

@@ -1,6 +1,7 @@
-"""The trainer's data: the two splits (files or --offline), the action targets of the inverse
-kinematics (computed once per dataset and cached next to the labels) and the loaders (DALI or
-torch, the same batches in the same order)."""
+"""The trainer's data: the two splits (files, --offline or a --benchmark's), each sample's teacher
+action targets (the inverse kinematics, computed once per split and cached next to the data)
+as the batch's ``action_target``, and the loaders (DALI or torch, the same batches in the same
+order), each built once per split and told its epoch."""
 from __future__ import annotations
 
 import hashlib
@@ -10,41 +11,42 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..datasets import load_benchmark_split
 from ..data import formats
 from ..data.batch import collate, yaw_from_rot
 from ..data.dataset import SampleDataset
-from ..data.offline import OfflineDataset, offline_split
 from ..data.readers import SplitData, load_split
-from ..data.sampling import epoch_order
+from ..data.sampling import EpochSampler
+from ..datasets import load_benchmark_split
 from ..kinematics import actions_from_trajectory, estimate_v0
+from ..world.offline import OfflineDataset, offline_split
+from .config import RunConfig
 
 OFFLINE_TRAIN_SAMPLES, OFFLINE_VAL_SAMPLES = 256, 64
 ACTIONS_CACHE_VERSION = b"actions-v1"
 
 
-def load_dataset(args, split: str) -> SampleDataset:
-    """The ``split`` ("train" or "val") dataset per the data flags: the files (joined by key)
-    or --offline samples, or --benchmark's split; --overfit-tiny N uses the first N training
-    samples for both splits; --max-train/val-samples keep the first N."""
-    if getattr(args, "benchmark", None):  # configs saved before the flag existed have none
-        return load_benchmark_split(args, split)
-    source = "train" if args.overfit_tiny else split
-    limit = args.overfit_tiny or (args.max_train_samples if split == "train"
-                                  else args.max_val_samples)
-    if args.offline:
+def sample_limit(config: RunConfig, split: str) -> tuple[str, int]:
+    """(source split, first N samples kept; 0 = all): --overfit-tiny N trains and validates on
+    the first N training samples, else --max-train/val-samples."""
+    if config.overfit_tiny:
+        return "train", config.overfit_tiny
+    return split, config.max_train_samples if split == "train" else config.max_val_samples
+
+
+def load_dataset(config: RunConfig, split: str):
+    """The ``split`` ("train" or "val") dataset per the data flags: the files (joined by key),
+    --offline samples, or --benchmark's split; limited by ``sample_limit``."""
+    source, limit = sample_limit(config, split)
+    if config.benchmark:
+        return load_benchmark_split(config, source, limit)
+    if config.offline:
         default = OFFLINE_TRAIN_SAMPLES if source == "train" else OFFLINE_VAL_SAMPLES
-        data = offline_split(limit or default, args.seed, source)
-        return OfflineDataset(data, args.resolution, args.seed + (source == "val"))
-    labels = args.train_labels if source == "train" else args.val_labels
-    data = load_split(labels, formats.ego_history_path(args.ego_history_dir, source),
-                      args.frames_dir, source)
-    return SampleDataset(data.subset(limit) if limit else data, args.resolution)
-
-
-def load_datasets(args) -> tuple[SampleDataset, SampleDataset]:
-    """(train, val) datasets per the data flags."""
-    return load_dataset(args, "train"), load_dataset(args, "val")
+        data = offline_split(limit or default, config.seed, source)
+        return OfflineDataset(data, config.resolution, config.seed + (source == "val"))
+    labels = config.train_labels if source == "train" else config.val_labels
+    data = load_split(labels, formats.ego_history_path(config.ego_history_dir, source),
+                      config.frames_dir, source)
+    return SampleDataset(data.subset(limit) if limit else data, config.resolution)
 
 
 def _digest(data: SplitData, dt: float) -> str:
@@ -55,9 +57,9 @@ def _digest(data: SplitData, dt: float) -> str:
     return h.hexdigest()[:16]
 
 
-def teacher_actions(data: SplitData, dt: float = formats.DT) -> np.ndarray:
-    """(N, T, 2) acceleration and curvature that reproduce each teacher trajectory from the
-    speed estimated from its history (the inverse of the students' unicycle rollout)."""
+def teacher_actions(data: SplitData, dt: float) -> np.ndarray:
+    """(N, T, 2) float32 acceleration and curvature that reproduce each teacher trajectory from
+    the speed estimated (in float64) from its history: the inverse of the unicycle rollout."""
     xyz = torch.from_numpy(data.labels["trajectory_xyz"]).double()
     yaw = torch.from_numpy(yaw_from_rot(data.labels["trajectory_rot"])).double()
     v0 = estimate_v0(torch.from_numpy(data.history["ego_history_xyz"]).double(), dt)
@@ -65,54 +67,68 @@ def teacher_actions(data: SplitData, dt: float = formats.DT) -> np.ndarray:
     return torch.stack([accel, curvature], -1).float().numpy()
 
 
-class ActionTargets:
-    """Teacher actions of a split, looked up by sample key."""
-
-    def __init__(self, data: SplitData, cache_dir: Path | None = None, dt: float = formats.DT):
-        self.row = {k: i for i, k in enumerate(data.keys)}
-        cache = cache_dir / f"actions_{_digest(data, dt)}.npz" if cache_dir else None
-        if cache is not None and cache.is_file():
-            actions = np.load(cache)["actions"]
-        else:
-            actions = teacher_actions(data, dt)
-            if cache is not None:
-                try:
-                    formats.save_npz_atomic(cache, actions=actions)
-                except OSError:
-                    pass  # a read-only data folder: compute again next time
-        self.actions = torch.from_numpy(actions)  # (N, T, 2)
-
-    def lookup(self, clip_ids: list[str], t0_us: torch.Tensor) -> torch.Tensor:
-        rows = [self.row[(c, t)] for c, t in zip(clip_ids, t0_us.tolist())]
-        return self.actions[rows]
+def attach_action_targets(dataset, cache_dir: Path | None, dt: float) -> np.ndarray:
+    """Adds the split's teacher actions (N, T, 2) to the dataset's per-sample columns, so every
+    batch carries them as ``action_target``; read from / written to ``cache_dir`` (None: no
+    cache; a read-only folder: computed again next time). Returns them."""
+    cache = cache_dir / f"actions_{_digest(dataset.data, dt)}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        actions = np.load(cache)["actions"]
+    else:
+        actions = teacher_actions(dataset.data, dt)
+        if cache is not None:
+            try:
+                formats.save_npz_atomic(cache, actions=actions)
+            except OSError:
+                pass
+    dataset.columns["action_target"] = actions
+    return actions
 
 
-def actions_cache_dir(args) -> Path | None:
-    if args.offline:
+def actions_cache_dir(config: RunConfig) -> Path | None:
+    if config.offline:
         return None
-    benchmark = getattr(args, "benchmark", None)
-    root = getattr(args, f"{benchmark}_root") if benchmark else Path(args.train_labels).parent
+    root = (getattr(config, f"{config.benchmark}_root") if config.benchmark
+            else Path(config.train_labels).parent)
     return Path(root) / ".distill_cache"
 
 
-def make_loader(dataset, batch_size: int, workers: int, shuffle_seed: int | None = None,
+class TorchLoader:
+    """``--loader torch``: a DataLoader (PIL decode in worker processes) over an
+    ``EpochSampler``, built once per split; ``set_epoch`` as the DALI loader's."""
+
+    def __init__(self, dataset, batch_size: int, workers: int, seed: int | None,
+                 drop_last: bool, pin_memory: bool, rank: int, world_size: int):
+        self.sampler = EpochSampler(len(dataset), seed, rank, world_size, drop_last, batch_size)
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
+                                 num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
+                                 collate_fn=getattr(dataset, "collate_fn", collate))
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def close(self) -> None:
+        pass
+
+
+def make_loader(dataset, batch_size: int, workers: int, seed: int | None = None,
                 drop_last: bool = False, pin_memory: bool = False, kind: str = "torch",
-                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                skip: int = 0):
-    """One pass over ``dataset`` in batches of the contract, by the ``kind`` of loader: "dali"
-    (``data/dali.py``; frames decoded on ``device``) or "torch" (PIL decode in DataLoader
-    workers). Both visit ``sampling.epoch_order`` (shuffled from ``shuffle_seed``, one seed
-    per epoch, so a resumed run sees the same order as a straight one; sharded by ``rank`` of
-    ``world_size``; ``skip``: global samples of the order already seen, see ``epoch_order``).
-    --offline datasets have no files and always use the torch loader."""
-    if kind == "dali" and getattr(getattr(dataset, "data", None), "frame_paths", None):
-        from ..data.dali import DaliLoader
-        return DaliLoader(dataset, batch_size, workers, shuffle_seed, drop_last, rank,
-                          world_size, device, skip)
+                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
+    """The loader of ``dataset`` by ``kind``: "dali" (``data/dali.py``; frames decoded on
+    ``device``) or "torch". Both visit ``sampling.epoch_order`` of the epoch given to
+    ``set_epoch`` (shuffled from ``seed``, one order per epoch, so a resumed run sees the same
+    order as a straight one; ``seed`` None: dataset order), sharded by ``rank`` of
+    ``world_size``. --offline and benchmark datasets have no frames files: always torch."""
     if kind not in ("dali", "torch"):
         raise ValueError(f"unknown loader {kind!r}; expected dali or torch")
-    order = epoch_order(len(dataset), shuffle_seed, rank, world_size, drop_last, batch_size,
-                        skip)
-    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                      collate_fn=getattr(dataset, "collate_fn", collate),  # benchmarks' own
-                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False)
+    if kind == "dali" and getattr(getattr(dataset, "data", None), "frame_paths", None):
+        from ..data.dali import DaliLoader
+        return DaliLoader(dataset, batch_size, workers, seed, drop_last, rank, world_size, device)
+    return TorchLoader(dataset, batch_size, workers, seed, drop_last, pin_memory, rank,
+                       world_size)

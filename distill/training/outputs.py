@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checkpoint
-from .args import RESUMABLE_OVERRIDES
+from .config import RunConfig, config_differences
 
 METRIC_KEYS = ("epoch", "step", "lr", "train_loss", "train_pos", "train_yaw", "train_action",
                "train_reasoning", "val_loss", "val_ade", "val_fde", "val_ade_1s", "val_ade_2s",
@@ -37,18 +37,13 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the best (early stopping)
     # A run stopped mid-epoch (SIGTERM): global samples of epoch + 1 already trained on, and
-    # that epoch's running train sums (SUM_KEYS x samples, then samples and seconds).
+    # that epoch's totals so far (meter.EpochTotals.to_list: SUM_KEYS x samples, samples,
+    # seconds).
     samples_in_epoch: int = 0
     epoch_sums: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _differences(a: dict, b: dict) -> list[str]:
-    keys = sorted((set(a) | set(b)) - RESUMABLE_OVERRIDES)
-    return [f"--{k.replace('_', '-')} {a.get(k)!r} vs {b.get(k)!r}" for k in keys
-            if a.get(k) != b.get(k)]
 
 
 def prepare(output_dir, config: dict, resuming: bool, overwrite: bool) -> Path:
@@ -64,7 +59,7 @@ def prepare(output_dir, config: dict, resuming: bool, overwrite: bool) -> Path:
             f.unlink(missing_ok=True)
         return out
     previous = checkpoint.load(existing[-1])["config"]
-    diff = _differences(previous, config)
+    diff = config_differences(previous, config)
     if diff:
         raise FileExistsError(
             f"{existing[-1]}: holds a run with a different config ({'; '.join(diff[:3])}); "
@@ -123,16 +118,17 @@ def epoch_line(r: dict, max_epochs: int, run: RunState, num_modes: int = 1) -> s
             + (f" | patience {run.bad_epochs}" if run.bad_epochs else ""))
 
 
-def save_epoch(out: Path, config: dict, state: dict, epoch: int, improved: bool, args) -> None:
+def save_epoch(out: Path, config: dict, state: dict, epoch: int, improved: bool,
+               run: RunConfig) -> None:
     """``_latest`` every epoch, ``_best`` when val ADE improved, ``_epoch{N}`` every
     --save-every epochs (the last --keep-last of them kept) unless --save-final-only."""
     checkpoint.save(checkpoint.checkpoint_path(out, config, "latest"), state)
     if improved:
         checkpoint.save(checkpoint.checkpoint_path(out, config, "best"), state)
-    if not args.save_final_only and epoch % args.save_every == 0:
+    if not run.save_final_only and epoch % run.save_every == 0:
         checkpoint.save(checkpoint.checkpoint_path(out, config, f"epoch{epoch}"), state)
-        if args.keep_last:
-            for old in checkpoint.periodic(out, config)[:-args.keep_last]:
+        if run.keep_last:
+            for old in checkpoint.periodic(out, config)[:-run.keep_last]:
                 old.unlink()
 
 

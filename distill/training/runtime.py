@@ -10,7 +10,7 @@ from torch import nn
 
 from ..datasets import benchmark_model_fields
 from ..models import get_model_config
-from .args import ConfigError
+from .config import ConfigError, RunConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -27,16 +27,16 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_config(args):
+def model_config(config: RunConfig):
     return get_model_config(
-        args.model_size,
-        output="direct" if args.no_unicycle else "unicycle",
-        discrete_actions=args.discrete_actions,
-        num_action_bins=args.num_action_bins,
-        num_modes=args.num_modes,
-        predict_scale=args.multimodal_loss == "nll",
-        input_type=args.input_type,
-        **benchmark_model_fields(args.benchmark),
+        config.model_size,
+        output="direct" if config.no_unicycle else "unicycle",
+        discrete_actions=config.discrete_actions,
+        num_action_bins=config.num_action_bins,
+        num_modes=config.num_modes,
+        predict_scale=config.multimodal_loss == "nll",
+        input_type=config.input_type,
+        **benchmark_model_fields(config.benchmark),
     )
 
 

@@ -1,148 +1,106 @@
-"""One forward pass of a student on a batch: model inputs, decoding its heads into K trajectory
-modes (unicycle rollout of its actions, or its direct poses), the loss terms and the metrics."""
+"""The training step: micro-batches (forward, loss, backward) and the optimizer update that ends
+each group of ``--accumulation-steps`` of them. Everything here stays on the device: the loss
+sums, the non-finite flag that gates AdamW, the BatchNorm restore. Nothing reads back to the
+host, so the trainer syncs only at log intervals and the whole step can be captured in a CUDA
+graph (``--cuda-graphs``, cuda_graph.py), where the learning rate and the reasoning weight are
+device tensors updated in place before each replay."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import replace
 
 import torch
-from torch import Tensor
+from torch.profiler import record_function
 
-from .. import losses
-from ..kinematics import ActionStats, estimate_v0
-from ..metrics import min_ade_fde_mr, trajectory_metrics
-from ..models import ModelConfig
-from ..models.student import DIRECT_SCALE, history_input
-from ..multimodal import (best_mode, laplace_mixture_nll, mode_cross_entropy, most_probable,
-                          take_mode)
-from ..ops import info_nce, unicycle_rollout
-
-
-@dataclass
-class LossWeights:
-    yaw: float
-    action: float  # continuous: MSE on normalized actions; discrete: cross-entropy
-    reasoning: float  # lambda of the current epoch (warmed up by the trainer)
-    temperature: float
-    label_smoothing: float
-    multimodal: str = "wta"  # "wta" or "nll" (distill.multimodal)
+from ..models.plan import student_plan
+from .accel import Accel
+from .distributed import Dist, all_reduce_sum, other_ranks_rows
+from .ema import EMA
+from .guard import NonFiniteGuard
+from .negatives import NegativeQueue
+from .objective import SUM_KEYS, LossWeights, loss_terms
+from .runtime import set_lr
 
 
-@dataclass
-class Prediction:
-    modes_xy: Tensor  # (B, K, T, 2) metres, ego frame at t0
-    modes_yaw: Tensor  # (B, K, T) radians
-    actions: Tensor | None  # (B, K, T, 2) acceleration, curvature (unicycle modes)
-    heads: dict  # the model's raw outputs, "mode_logits" (B, K) among them
+class TrainStep:
+    """``micro(batch, scale, sync)`` per micro-batch, ``update(lr)`` after the last of
+    a group. ``sums`` (len(SUM_KEYS),) accumulates the loss terms x samples of the finite
+    steps; ``guard`` counts the skipped ones."""
 
-    @property
-    def probs(self) -> Tensor:
-        """(B, K) mode probabilities."""
-        return self.heads["mode_logits"].softmax(-1)
+    def __init__(self, forward_model, model, ddp, optimizer, ema: EMA | None, cfg, stats,
+                 accel: Accel, weights: LossWeights, grad_clip: float, d: Dist,
+                 negatives: NegativeQueue | None, device: torch.device):
+        self.forward_model, self.model, self.ddp = forward_model, model, ddp
+        self.optimizer, self.ema, self.cfg, self.stats = optimizer, ema, cfg, stats
+        self.accel, self.grad_clip, self.d = accel, grad_clip, d
+        self.negatives, self.device = negatives, device
+        # lambda of the reasoning loss, warmed up per step: a device tensor (graph-safe)
+        self.reasoning_weight = torch.zeros((), device=device)
+        self.weights = replace(weights, reasoning=self.reasoning_weight)
+        self.guard = NonFiniteGuard(device, model)
+        self.sums = torch.zeros(len(SUM_KEYS), device=device)
+        self.found = torch.zeros((), device=device)  # any non-finite loss in this group
 
-    @property
-    def xy(self) -> Tensor:
-        """(B, T, 2) the most probable mode (the only one when K = 1)."""
-        return take_mode(self.modes_xy, most_probable(self.heads["mode_logits"]))
+    def _extra_teacher(self, batch: dict):
+        """Reasoning negatives beyond the batch's own rows: the other ranks' rows (DDP: the
+        global batch, as one process would see it), then the queue's."""
+        if "coc_embedding" not in batch or (not self.d.enabled and self.negatives is None):
+            return None, None
+        others = (other_ranks_rows(batch["coc_embedding"], self.d),
+                  other_ranks_rows(batch["coc_id"], self.d))
+        queued = self.negatives.rows() if self.negatives is not None else (others[0][:0],
+                                                                           others[1][:0])
+        return others, (torch.cat([others[0], queued[0]]), torch.cat([others[1], queued[1]]))
 
-    @property
-    def yaw(self) -> Tensor:
-        """(B, T) heading of the most probable mode."""
-        return take_mode(self.modes_yaw, most_probable(self.heads["mode_logits"]))
+    def micro(self, batch: dict, scale: float, sync: bool) -> None:
+        """Forward and backward of one micro-batch; ``scale`` = 1 / micro-batches in the group;
+        ``sync``: the group's last (DDP all-reduces the gradients then, not before)."""
+        others, extra = self._extra_teacher(batch)
+        with record_function("distill.forward"), self.accel.autocast(self.device.type):
+            plan = student_plan(self.forward_model, batch, self.cfg, self.stats)
+            terms = loss_terms(plan, batch, self.cfg, self.stats, self.weights, extra)
+        found = NonFiniteGuard.not_finite(terms["loss"])
+        self.found = torch.maximum(self.found, found)
+        no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else None
+        with record_function("distill.backward"), no_sync or contextlib.nullcontext():
+            (terms["loss"] * scale).backward()
+        values = torch.stack([terms[k].detach().float() for k in SUM_KEYS])
+        self.sums += torch.where(found.bool(), 0.0, values) * len(batch["clip_id"])
+        if self.negatives is not None:  # this step's global rows join the queue
+            self.negatives.push(torch.cat([batch["coc_embedding"], others[0]]),
+                                torch.cat([batch["coc_id"], others[1]]))
 
+    def update(self, lr: float | None) -> None:
+        """Clip, AdamW (skipped on the device when the group had a non-finite loss or
+        gradient norm), EMA. ``lr`` None: already set (a graph replay)."""
+        with record_function("distill.optimizer"):
+            if lr is not None:
+                set_lr(self.optimizer, lr)
+            found = self.found
+            if self.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                found = torch.maximum(found, NonFiniteGuard.not_finite(norm))
+            found = all_reduce_sum(found.clone(), self.d).clamp_(max=1)  # the same on every rank
+            self.guard.record(found)
+            self.guard.restore_if(found)
+            NonFiniteGuard.gate(self.optimizer, found)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=not self.accel.cuda_graphs)
+            if self.ema:
+                self.ema.update(self.model)
+            self.found.zero_()
+            self.guard.snapshot()  # the next group's forward may need to be undone
 
-def scene_input(batch: dict, cfg: ModelConfig):
-    """The batch's scene input for ``cfg.input_type`` (see ``distill.models.student.Student``)."""
-    if cfg.input_type == "camera":
-        return batch["frames"]
-    if cfg.input_type == "raster":
-        return batch["raster"]
-    return batch["polylines"], batch["polyline_mask"]
+    def whole(self, batch: dict) -> dict:
+        """One whole optimizer step on ``batch``: the function a CUDA graph captures
+        (--accumulation-steps 1)."""
+        self.micro(batch, 1.0, sync=True)
+        self.update(None)
+        return {"sums": self.sums}
 
-
-def predict(model, batch: dict, cfg: ModelConfig, stats: ActionStats) -> Prediction:
-    v0 = estimate_v0(batch["ego_history_xyz"], cfg.dt)
-    heads = model(scene_input(batch, cfg), history_input(batch["ego_history_xyz"],
-                                                         batch["ego_history_rot"]), v0)
-    if cfg.output == "direct":
-        d = heads["direct"]  # (B, K, T, 4)
-        return Prediction(d[..., :2] * DIRECT_SCALE, torch.atan2(d[..., 2], d[..., 3]), None,
-                          heads)
-    if cfg.discrete_actions:
-        probs = heads["action_logits"].softmax(-1)  # (B, K, T, 2, bins)
-        centers = stats.bin_centers(cfg.num_action_bins).to(probs)  # (bins, 2)
-        actions = (probs * centers.T).sum(-1)  # expected action per dimension (B, K, T, 2)
-    else:
-        actions = stats.denormalize(heads["actions"])  # (B, K, T, 2)
-    per_mode, K = actions, actions.shape[1]
-    # Modes folded into the batch for the rollout: actions (B*K, T, 2), v0 (B*K,).
-    actions, v0 = per_mode.flatten(0, 1), v0.repeat_interleave(K)
-    x, y, yaw = unicycle_rollout(actions[..., 0], actions[..., 1], v0, cfg.dt)
-    return Prediction(torch.stack([x, y], -1).unflatten(0, (-1, K)), yaw.unflatten(0, (-1, K)),
-                      per_mode, heads)
-
-
-def loss_terms(pred: Prediction, batch: dict, target_actions: Tensor, cfg: ModelConfig,
-               stats: ActionStats, w: LossWeights,
-               extra_teacher: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
-    """Scalar terms ``pos``, ``yaw``, ``action``, ``mode``, ``reasoning`` and their weighted
-    ``loss``. ``yaw`` and ``action`` supervise the best mode (least ADE; the only one when
-    K = 1). ``pos`` and ``mode`` by ``w.multimodal``: "wta" regresses the best mode's positions
-    and trains the mode logits to name it (cross-entropy, 0 when K = 1); "nll" is the Laplace
-    mixture negative log-likelihood of the truth (which trains the logits itself; mode = 0).
-    ``extra_teacher``: more reasoning negatives, teacher rows (M, D) and sentence ids (M,)
-    appended after the batch's own (other ranks' rows, the --reasoning-negatives queue)."""
-    gt_xy = batch["trajectory_xyz"][..., :2]
-    best = best_mode(pred.modes_xy, gt_xy)  # (B,)
-    zero = pred.modes_xy.new_zeros(())
-    if w.multimodal == "nll":
-        pos = laplace_mixture_nll(pred.modes_xy, pred.heads["scale"], pred.heads["mode_logits"],
-                                  gt_xy)
-        mode = zero
-    else:
-        pos = losses.position_loss(take_mode(pred.modes_xy, best), gt_xy)
-        mode = mode_cross_entropy(pred.heads["mode_logits"], best)
-    terms = {
-        "pos": pos,
-        "yaw": losses.yaw_loss(take_mode(pred.modes_yaw, best), batch["trajectory_yaw"]),
-        "action": zero,
-        "mode": mode,
-        "reasoning": zero,
-    }
-    action_weight = w.action
-    if cfg.output == "unicycle" and cfg.discrete_actions:
-        bins = stats.to_bins(target_actions, cfg.num_action_bins)
-        terms["action"] = losses.discrete_action_loss(
-            take_mode(pred.heads["action_logits"], best), bins, w.label_smoothing)
-        action_weight = w.action or 1.0
-    elif cfg.output == "unicycle":
-        terms["action"] = losses.action_loss(take_mode(pred.heads["actions"], best),
-                                             stats.normalize(target_actions))
-    if "embedding" in pred.heads:
-        teacher, ids = batch["coc_embedding"], batch["coc_id"]
-        if extra_teacher is not None:
-            teacher = torch.cat([teacher, extra_teacher[0].to(teacher.dtype)])
-            ids = torch.cat([ids, extra_teacher[1]])
-        terms["reasoning"] = info_nce(pred.heads["embedding"], teacher, w.temperature,
-                                      teacher_ids=ids)
-    terms["loss"] = (terms["pos"] + w.yaw * terms["yaw"] + action_weight * terms["action"]
-                     + terms["mode"] + w.reasoning * terms["reasoning"])
-    return terms
-
-
-MODE_KS = (1, 6)  # minADE_k, minFDE_k, MR_k reported for these k (the benchmarks' k)
-
-
-def sample_metrics(pred: Prediction, batch: dict, dt: float,
-                   miss: str = "final") -> dict[str, Tensor]:
-    """Per-sample (B,) ade, fde, ade_1s/2s/3s, yaw_err_deg of the most probable mode, then
-    minADE_k, minFDE_k, MR_k for k in MODE_KS over the top-k modes by probability (``miss``:
-    the miss rule of ``distill.metrics.min_ade_fde_mr``) and brier_minFDE_6."""
-    gt_xy = batch["trajectory_xyz"][..., :2]
-    out = trajectory_metrics(pred.xy, gt_xy, pred.yaw, batch["trajectory_yaw"], dt)
-    probs = pred.probs.detach()
-    for k in MODE_KS:
-        multi = min_ade_fde_mr(pred.modes_xy.detach(), gt_xy, probs, k=k, miss=miss,
-                               reduce=False)
-        out.update({f"{name}_{k}": multi[name] for name in ("minADE", "minFDE", "MR")})
-    out[f"brier_minFDE_{MODE_KS[-1]}"] = multi["brier_minFDE"]
-    return out
+    def state_tensors(self) -> list[torch.Tensor]:
+        """What a step changes besides the weights and AdamW state (a graph capture's warmup
+        must undo it)."""
+        ema = list(self.ema.model.parameters()) + list(self.ema.model.buffers()) if self.ema else []
+        return [self.sums, self.found, self.guard.total, self.guard.in_a_row, *self.guard.saved,
+                self.reasoning_weight, *ema]

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.formats import DT
 from ..kinematics import estimate_v0
-from ..metrics import constant_velocity, displacement_errors
+from ..metrics import constant_velocity, displacement_errors, min_ade_fde_mr, trajectory_metrics
+from ..models.plan import Plan, student_plan
 from .distributed import Dist, all_reduce_sum, gather_cpu
-from .step import loss_terms, predict, sample_metrics
+from .objective import SUM_KEYS, loss_terms
 
-LOSS_KEYS = ("loss", "pos", "yaw", "action", "reasoning")
+MODE_KS = (1, 6)  # minADE_k, minFDE_k, MR_k reported for these k (the benchmarks' k)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -21,7 +21,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def run_validation(model, loader, cfg, stats, actions, weights, device,
+def run_validation(model, loader, cfg, stats, weights, device,
                    keep_predictions: bool = False, action_stats: bool = False,
                    miss: str = "final", d: Dist = Dist()) -> dict:
     """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader`` (``miss``:
@@ -38,27 +38,26 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
     embeddings = []  # (student, teacher, coc_id) per batch, reasoning students only
     count = 0
     for batch in loader:
-        target = actions.lookup(batch["clip_id"], batch["t0_us"]).to(device)
         batch = to_device(batch, device)
-        pred = predict(model, batch, cfg, stats)
-        terms = loss_terms(pred, batch, target, cfg, stats, weights)
-        metrics = sample_metrics(pred, batch, cfg.dt, miss)
+        plan = student_plan(model, batch, cfg, stats)
+        terms = loss_terms(plan, batch, cfg, stats, weights)
+        metrics = sample_metrics(plan, batch, cfg.dt, miss)
         n = len(batch["clip_id"])
-        for k in LOSS_KEYS:
+        for k in SUM_KEYS:
             sums[k] = sums.get(k, 0.0) + terms[k].detach() * n
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + v.sum()
             per_sample.setdefault(k, []).append(v)
-        if "embedding" in pred.heads:
-            embeddings.append((pred.heads["embedding"], batch["coc_embedding"], batch["coc_id"]))
+        if "embedding" in plan.heads:
+            embeddings.append((plan.heads["embedding"], batch["coc_embedding"], batch["coc_id"]))
         if keep_predictions:
-            kept["pred_xy"].append(pred.xy)
+            kept["pred_xy"].append(plan.xy)
             kept["gt_xy"].append(batch["trajectory_xyz"][..., :2])
             kept["clip_id"] += batch["clip_id"]
             kept["t0_us"].append(batch["t0_us"])
-        if action_stats and pred.actions is not None:
-            kept["actions"].append(pred.actions)
-            kept["target_actions"].append(target)
+        if action_stats and plan.actions is not None:
+            kept["actions"].append(plan.actions)
+            kept["target_actions"].append(batch["action_target"])
         count += n
     keys = sorted(sums)
     totals = torch.stack([torch.as_tensor(sums[k], device=device, dtype=torch.float64)
@@ -70,8 +69,8 @@ def run_validation(model, loader, cfg, stats, actions, weights, device,
         student, teacher, ids = (gather_cpu(torch.cat(parts), d) for parts in zip(*embeddings))
         result["coc_top1"], result["coc_top5"] = coc_retrieval(student, teacher, ids).tolist()
     if kept["actions"]:
-        result["action_stats"] = summarize_actions(gather_cpu(torch.cat(kept["actions"]), d),
-                                                   gather_cpu(torch.cat(kept["target_actions"]), d))
+        result["action_stats"] = action_summary(gather_cpu(torch.cat(kept["actions"]), d),
+                                                gather_cpu(torch.cat(kept["target_actions"]), d))
     if keep_predictions:
         result["per_sample"] = {k: torch.cat(v).cpu() for k, v in per_sample.items()}
         result["pred_xy"] = torch.cat(kept["pred_xy"]).cpu()
@@ -95,7 +94,7 @@ def coc_retrieval(student: Tensor, teacher: Tensor, ids: Tensor, ks=(1, 5)) -> T
     return torch.stack([hit[:, :k].any(1).float().mean() for k in ks])
 
 
-def summarize_actions(pred, target) -> dict:
+def action_summary(pred, target) -> dict:
     """Mean and std of predicted and teacher acceleration (m/s^2) and curvature (1/m)."""
     out = {}
     for i, name in enumerate(("accel", "curvature")):
@@ -105,13 +104,13 @@ def summarize_actions(pred, target) -> dict:
     return out
 
 
-def constant_velocity_ade(dataset, dt: float = DT) -> float:
-    """ADE of driving straight on at the speed estimated from the history (``cv_ade``); dt is
-    the time between poses (the benchmarks' differs from the guide's 0.1 s)."""
-    hist = torch.from_numpy(dataset.data.history["ego_history_xyz"]).double()
-    gt = torch.from_numpy(dataset.data.labels["trajectory_xyz"][..., :2]).double()
-    cv = constant_velocity(estimate_v0(hist, dt), gt.shape[1], dt)
-    return float(displacement_errors(cv, gt).mean())
+def constant_velocity_errors(data, dt: float) -> torch.Tensor:
+    """(N, T) float64 displacement errors of driving straight on at the speed estimated from
+    each history of a split (``data``: its ``SplitData``); their mean is ``cv_ade``. dt is the
+    time between poses (the benchmarks' differs from the guide's 0.1 s)."""
+    hist = torch.from_numpy(data.history["ego_history_xyz"]).double()
+    gt = torch.from_numpy(data.labels["trajectory_xyz"][..., :2]).double()
+    return displacement_errors(constant_velocity(estimate_v0(hist, dt), gt.shape[1], dt), gt)
 
 
 def selection_metric(val: dict, num_modes: int) -> float:
@@ -119,3 +118,18 @@ def selection_metric(val: dict, num_modes: int) -> float:
     minADE over all of them (the most probable mode's ADE would judge a multimodal model by
     one guess at a fork, which is not what it is trained or compared for)."""
     return val["ade"] if num_modes == 1 else val[f"minADE_{num_modes}"]
+
+
+def sample_metrics(plan: Plan, batch: dict, dt: float, miss: str = "final") -> dict[str, Tensor]:
+    """Per-sample (B,) ade, fde, ade_1s/2s/3s, yaw_err_deg of the most probable mode, then
+    minADE_k, minFDE_k, MR_k for k in MODE_KS over the top-k modes by probability (``miss``:
+    the miss rule of ``distill.metrics.min_ade_fde_mr``) and brier_minFDE_6."""
+    gt_xy = batch["trajectory_xyz"][..., :2]
+    out = trajectory_metrics(plan.xy, gt_xy, plan.yaw, batch["trajectory_yaw"], dt)
+    probs = plan.probs.detach()
+    for k in MODE_KS:
+        multi = min_ade_fde_mr(plan.modes_xy.detach(), gt_xy, probs, k=k, miss=miss,
+                               reduce=False)
+        out.update({f"{name}_{k}": multi[name] for name in ("minADE", "minFDE", "MR")})
+    out[f"brier_minFDE_{MODE_KS[-1]}"] = multi["brier_minFDE"]
+    return out

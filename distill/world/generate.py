@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..constants import DEFAULT_T0_US, FRAME_OFFSETS_US, NUM_CAMERAS
 from ..data import formats
 from .coc import sentence
 from .planner import drive
@@ -56,7 +57,7 @@ def simulate(seed: int, split: str, index: int):
     track = drive(scene)
     traj_xyz, traj_rot = poses_in_t0_frame(track, FUTURE_INDICES)
     hist_xyz, hist_rot = poses_in_t0_frame(track, HISTORY_INDICES)
-    row = dict(clip_ids=clip_id, t0_us=formats.DEFAULT_T0_US, trajectory_xyz=traj_xyz,
+    row = dict(clip_ids=clip_id, t0_us=DEFAULT_T0_US, trajectory_xyz=traj_xyz,
                trajectory_rot=traj_rot, coc_texts=sentence(scene, track), scenario=behaviour,
                ego_history_xyz=hist_xyz, ego_history_rot=hist_rot)
     return scene, track, row
@@ -66,8 +67,8 @@ def make_sample(job: SampleJob) -> dict:
     """Simulate, render and write one sample's frames; return its label and history row."""
     scene, track, row = simulate(job.seed, job.split, job.index)
     frames = render_frames(scene, track, job.resolution)
-    stamps = np.tile(np.array(formats.FRAME_OFFSETS_US, np.int64) + row["t0_us"],
-                     (formats.NUM_CAMERAS, 1))
+    stamps = np.tile(np.array(FRAME_OFFSETS_US, np.int64) + row["t0_us"],
+                     (NUM_CAMERAS, 1))
     formats.write_frames(formats.frames_path(job.out / "extracted_frames", job.split, job.index),
                          frames, row["clip_ids"], row["t0_us"], stamps)
     return row

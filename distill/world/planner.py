@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.formats import DT
+from ..constants import DT
 from .scene import EGO_FRONT, TIMES, VEHICLE_SIZE, Scene
 
 A_MAX = 2.5  # m/s^2, strongest acceleration

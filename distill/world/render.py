@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.formats import CAMERAS, FRAME_OFFSETS_US
+from ..constants import CAMERAS, FRAME_OFFSETS_US
 from .scene import ASPHALT, T0_INDEX, Box, Scene
 
 NEAR = 0.3  # m, near clipping plane

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.formats import DT, FUTURE_STEPS, HISTORY_STEPS
+from ..constants import DT, FUTURE_STEPS, HISTORY_STEPS
 from .geometry import Path
 
 # The simulation's time grid: t = -2.0 s ... +6.4 s every 0.1 s. The planner runs closed-loop

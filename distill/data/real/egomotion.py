@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from scipy.spatial.transform import Rotation, Slerp
 
-from .. import formats
+from ...constants import DT, HISTORY_STEPS
 from ..readers import DataError
 
 COLUMNS = ("timestamp", "x", "y", "z", "qx", "qy", "qz", "qw")
@@ -59,8 +59,8 @@ def poses_at(ego: Egomotion, times: np.ndarray, where: str) -> tuple[np.ndarray,
 
 def history_times(t0_us: int) -> np.ndarray:
     """int64 (16,): t0 - 1.5 s ... t0 every 0.1 s."""
-    step = int(round(formats.DT * 1e6))
-    return t0_us + step * np.arange(-(formats.HISTORY_STEPS - 1), 1, dtype=np.int64)
+    step = int(round(DT * 1e6))
+    return t0_us + step * np.arange(-(HISTORY_STEPS - 1), 1, dtype=np.int64)
 
 
 def ego_history(ego: Egomotion, t0_us: int, where: str) -> tuple[np.ndarray, np.ndarray]:

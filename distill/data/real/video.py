@@ -8,14 +8,14 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
-from .. import formats
+from ...constants import CAMERAS, FRAME_OFFSETS_US
 from ..readers import DataError
 from .layout import camera_zip, read_member
 
 
 def frame_times(t0_us: int) -> np.ndarray:
     """int64 (4,): the wanted frame times t0 - 0.3 s ... t0, microseconds from clip start."""
-    return t0_us + np.array(formats.FRAME_OFFSETS_US, np.int64)
+    return t0_us + np.array(FRAME_OFFSETS_US, np.int64)
 
 
 def latest_at_or_before(timestamps: np.ndarray, targets: np.ndarray, where: str) -> np.ndarray:
@@ -75,5 +75,5 @@ def camera_frames(root: Path, clip_id: str, chunk: int, camera: str, t0_us: int,
 def sample_frames(root: Path, clip_id: str, chunk: int, t0_us: int,
                   size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """A sample's frames uint8 (4 cams, 4 frames, H, W, 3) and timestamps int64 (4, 4)."""
-    per_camera = [camera_frames(root, clip_id, chunk, cam, t0_us, size) for cam in formats.CAMERAS]
+    per_camera = [camera_frames(root, clip_id, chunk, cam, t0_us, size) for cam in CAMERAS]
     return np.stack([f for f, _ in per_camera]), np.stack([t for _, t in per_camera])

@@ -2,7 +2,7 @@
 ``distill::info_nce_bwd``, registered with ``torch.library.triton_op`` so torch.compile sees the
 kernels, and ``info_nce``, the differentiable function ``distill.ops.info_nce`` calls.
 
-Semantics are those of ``distill.losses.info_nce`` (the oracle): student (B, D) and teacher
+Semantics are those of ``distill.ops.info_nce_reference`` (the oracle): student (B, D) and teacher
 (N >= B, D) rows L2-normalized, logits = s t^T / tau (B, N), row i's positive is teacher row i,
 columns j != i with teacher_ids[j] == teacher_ids[i] left out of row i's denominator,
 loss = mean_i(LSE_i - logit_ii); symmetric adds the teacher -> student direction over the first
@@ -32,7 +32,7 @@ from torch._subclasses.functional_tensor import FunctionalTensorMode
 from torch.library import triton_op, wrap_triton
 from triton.runtime.interpreter import InterpretedFunction
 
-from . import check_inputs, interpreter_on, triton_unsupported
+from .info_nce import check_inputs, interpreter_on, triton_unsupported
 
 _LOG2E = tl.constexpr(1.4426950408889634)  # logits are kept in base 2: exp2 is the fast path
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -380,7 +380,7 @@ if INTERPRETED:
 
 def info_nce(student: Tensor, teacher: Tensor, temperature: float = 0.07, symmetric: bool = False,
              teacher_ids: Tensor | None = None) -> Tensor:
-    """distill.losses.info_nce by the fused kernels (differentiable in student and teacher);
+    """``info_nce_reference`` by the fused kernels (differentiable in student and teacher);
     inputs of different float dtypes are promoted to one, and the loss has that dtype."""
     check_inputs(student, teacher, temperature, teacher_ids)
     dtype = torch.promote_types(student.dtype, teacher.dtype)

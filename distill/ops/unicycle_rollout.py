@@ -1,93 +1,22 @@
-"""Typed wrappers of the compiled ops ``torch.ops.distill.*`` (csrc/, schemas in csrc/library.cpp).
-
-Each op has its own section with: the wrapper users call, a plain-torch ``*_reference`` (the
-test oracle and the fallback where there is no compiled kernel), and its ``register_fake``
-(shapes for torch.compile / meta tensors). Importing this module loads ``distill._C``.
-"""
+"""The op ``unicycle_rollout``: the poses of the students' unicycle model from its actions, one
+fused kernel per direction (``torch.ops.distill.unicycle_rollout`` and its backward, CPU SIMD or
+CUDA: csrc/, docs/compiled_ops.md), with its fake kernels and autograd registration. The
+plain-PyTorch reference, the test oracle and the fallback where there is no compiled kernel,
+is ``distill.kinematics.unicycle_rollout_reference``."""
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
+from ..kinematics import unicycle_rollout_reference
 from . import _ext  # noqa: F401  (registers torch.ops.distill.*)
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "info_nce",
-    "info_nce_reference",
-    "normalize_frames",
-    "normalize_frames_reference",
-    "unicycle_cpu_dispatch",
-    "unicycle_rollout",
-    "unicycle_rollout_reference",
-    "use_rollout",
-]
-
-# --------------------------------------------------------------------------------------------
-# normalize_frames
-# --------------------------------------------------------------------------------------------
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_frames(
-    frames: Tensor,
-    mean: Sequence[float] | Tensor = IMAGENET_MEAN,
-    std: Sequence[float] | Tensor = IMAGENET_STD,
-) -> Tensor:
-    """Turns uint8 RGB frames into the model's normalised, channel-stacked float input.
-
-    Args:
-        frames: uint8 ``(..., F, H, W, 3)``, any strides; e.g. a sample's 4 cameras x 4 frames
-            ``(4, 4, H, W, 3)``.
-        mean, std: per RGB channel, 3 values each (in [0, 1] pixel units).
-
-    Returns:
-        float32 contiguous ``(..., F*3, H, W)`` with
-        ``out[..., f*3 + c, h, w] = (frames[..., f, h, w, c] / 255 - mean[c]) / std[c]``;
-        e.g. ``(4, 12, H, W)``.
-
-    CPU tensors use the compiled kernel (one pass); other devices use the torch reference.
-    """
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=frames.device)
-    std = torch.as_tensor(std, dtype=torch.float32, device=frames.device)
-    if frames.device.type == "cpu":
-        return torch.ops.distill.normalize_frames(frames, mean, std)
-    return normalize_frames_reference(frames, mean, std)
-
-
-def normalize_frames_reference(frames: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """Plain-torch ``normalize_frames`` (any device): the test oracle and the non-CPU path."""
-    x = (frames.float() / 255 - mean) / std  # (..., F, H, W, 3)
-    return x.movedim(-1, -3).flatten(-4, -3).contiguous()  # (..., F, 3, H, W) -> (..., F*3, H, W)
-
-
-@torch.library.register_fake("distill::normalize_frames")
-def _(frames: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    torch._check(frames.dtype == torch.uint8, lambda: f"distill::normalize_frames: frames must be torch.uint8, got {frames.dtype}")
-    torch._check(
-        frames.dim() >= 4 and frames.shape[-1] == 3,
-        lambda: f"distill::normalize_frames: frames must have shape (..., F, H, W, 3), got {tuple(frames.shape)}",
-    )
-    for name, t in (("mean", mean), ("std", std)):
-        torch._check(t.dtype == torch.float32, lambda: f"distill::normalize_frames: {name} must be torch.float32, got {t.dtype}")
-        torch._check(t.shape == (3,), lambda: f"distill::normalize_frames: {name} must have shape (3,), got {tuple(t.shape)}")
-    *batch, f, h, w, _c = frames.shape
-    return frames.new_empty((*batch, f * 3, h, w), dtype=torch.float32)
-
-
-# --------------------------------------------------------------------------------------------
-# unicycle_rollout
-# --------------------------------------------------------------------------------------------
-
-from .kinematics import unicycle_rollout_reference  # noqa: E402  (the test oracle, pure torch)
+__all__ = ["ROLLOUTS", "unicycle_cpu_dispatch", "unicycle_rollout", "unicycle_rollout_reference",
+           "use_rollout"]
 
 ROLLOUTS = ("fused", "reference")
 _rollout = "fused"  # what unicycle_rollout runs (use_rollout)
@@ -199,33 +128,3 @@ def _rollout_backward(ctx, grad_x: Tensor, grad_y: Tensor, grad_yaw: Tensor):
 
 torch.library.register_autograd("distill::unicycle_rollout", _rollout_backward,
                                 setup_context=_rollout_setup_context)
-
-
-# --------------------------------------------------------------------------------------------
-# info_nce
-# --------------------------------------------------------------------------------------------
-
-from . import kernels  # noqa: E402  (the backend rule; imports no Triton)
-from .losses import info_nce as info_nce_reference  # noqa: E402  (the oracle and the CPU path)
-
-
-def info_nce(student: Tensor, teacher: Tensor, temperature: float = 0.07, symmetric: bool = False,
-             teacher_ids: Tensor | None = None, backend: str = "auto") -> Tensor:
-    """InfoNCE of student (B, D) against teacher (N >= B, D) rows, exactly as
-    ``info_nce_reference`` (``distill.losses.info_nce``: rows B..N-1 are extra negatives, a
-    column sharing row i's ``teacher_ids`` is not one of its negatives).
-
-    backend: "triton" (the fused kernels, torch.ops.distill.info_nce_fwd / _bwd: O(B + N) extra
-    memory instead of the (B, N) logits), "torch" (the reference) or "auto": Triton for CUDA
-    tensors, and for CPU tensors under TRITON_INTERPRET=1; the reference otherwise (see
-    ``distill.kernels.select_backend``).
-    """
-    kernels.check_inputs(student, teacher, temperature, teacher_ids)
-    chosen = kernels.select_backend(backend, student.device.type,
-                                    torch.promote_types(student.dtype, teacher.dtype),
-                                    student.shape[1], kernels.interpreter_on(),
-                                    kernels.TRITON_INSTALLED)
-    if chosen == "triton":
-        from .kernels import contrastive  # imports Triton at the first use (see distill.kernels)
-        return contrastive.info_nce(student, teacher, temperature, symmetric, teacher_ids)
-    return info_nce_reference(student, teacher, temperature, symmetric, teacher_ids)

@@ -1,18 +1,5 @@
-"""The teacher's (Alpamayo-R1's) speed-at-t0 estimator and trajectory -> actions inverse.
-
-A re-implementation, written for this package, of what the teacher's action space
-(``UnicycleAccelCurvatureActionSpace`` in NVlabs/alpamayo ``src/alpamayo_r1/action_space/``,
-commit ``TEACHER_COMMIT``) computes in ``estimate_t0_states`` and ``traj_to_action``, so that
-students can be given exactly the v0 and the (acceleration, curvature) labels the teacher
-itself would derive from a trajectory. ``distill.kinematics`` holds our own, different,
-estimators; the forward model (``unicycle_rollout_reference``) is the same for both.
-
-Conventions: poses are in the ego frame at t0 (x forward, y left, metres); rotations are 3x3
-matrices whose yaw is ``atan2(R[1, 0], R[0, 0])``; speeds in m/s, accelerations in m/s^2,
-curvatures in 1/m, ``dt`` in seconds (the teacher uses 0.1 s, 16 history and 64 future poses,
-but nothing here is tied to those sizes). Every function is batched over any leading dims
-and, by default, casts its inputs to float64 and computes in float64 (``dtype=None`` computes
-in the inputs' own dtype, as the teacher does; it runs on float32 trajectories in practice).
+"""The teacher's smoothed least squares: the four steps of its speed estimate and inverse
+(``distill.kinematics.teacher`` puts them together) and their building blocks.
 
 Each step is a small regularised least-squares problem, solved by its normal equations with a
 Cholesky factorisation (the teacher's way, so the two agree to rounding). With
@@ -20,7 +7,7 @@ Cholesky factorisation (the teacher's way, so the two agree to rounding). With
 
 1. Speeds from poses (``teacher_history_speeds`` / ``teacher_future_speeds``), by the
    trapezoid equations ``v_t u_t + v_{t+1} u_{t+1} = 2 (p_{t+1} - p_t) / dt``,
-   ``u_t = (cos yaw_t, sin yaw_t)``, two rows (x, y) per step:
+   ``u_t = (cos yaw_t, sin yaw_t)``, two rows (x, y) per step (``unicycle.trapezoid_rows``):
    ``min_v |A v - b|^2 + v^T W_3(V_LAMBDA) v + V_RIDGE |v|^2``.
    On the history all H speeds are free and v0 is the last one; on the future v_0 is fixed to
    the given v0 (and the ridge covers v_1..v_T only).
@@ -32,44 +19,38 @@ Cholesky factorisation (the teacher's way, so the two agree to rounding). With
    smoothed heading steps, ``min sum (k_t s_t - dyaw_t)^2 + k^T W_2 k + KAPPA_RIDGE |k|^2``
    (W_2 with KAPPA_LAMBDA).
 
-This module depends on torch only (it sits below the rest of ``distill``).
+Conventions are those of ``distill.kinematics.teacher``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from .unicycle import trapezoid_rows
 
 __all__ = [
     "A_LAMBDA",
     "A_RIDGE",
     "KAPPA_LAMBDA",
     "KAPPA_RIDGE",
-    "TEACHER_COMMIT",
     "THETA_LAMBDA",
     "THETA_RIDGE",
     "V_LAMBDA",
     "V_RIDGE",
-    "TeacherInverse",
     "teacher_accel_from_speeds",
-    "teacher_actions_from_trajectory",
     "teacher_curvature",
-    "teacher_estimate_v0",
     "teacher_future_speeds",
     "teacher_history_speeds",
     "teacher_smooth_heading",
-    "teacher_traj_to_action",
     "unwrap_yaw",
     "yaw_from_rotation",
 ]
 
-# The teacher's code these functions reproduce. The constants below are the defaults of its
-# action space's constructor; the released checkpoint builds it from the ``action_space_cfg`` of
-# its own config file (not in that repository), which could override them.
-TEACHER_COMMIT = "1cba38cabffb4b4416dbdd312c868e21ccd57394"
-
+# The defaults of the teacher's action space's constructor (``teacher.TEACHER_COMMIT``); the
+# released checkpoint builds it from the ``action_space_cfg`` of its own config file (not in that
+# repository), which could override them.
 # Smoothing weights ("lambda", multiplied by 1/dt^(2 * order) inside) and ridges. Units: each
 # term is a sum of squares in the unit of its data rows (rad^2, (m/s)^2, (m/s^2)^2, rad^2).
 THETA_LAMBDA = 1e-6  # heading, 3rd differences
@@ -92,13 +73,13 @@ _MAX_RIDGE_RETRIES = 8
 # --------------------------------------------------------------------------------------------
 
 
-def _check_dt(dt) -> float:
+def check_dt(dt) -> float:
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a positive finite number of seconds, got {dt!r}")
     return float(dt)
 
 
-def _check_tensor(name: str, value, min_dims: int) -> Tensor:
+def check_tensor(name: str, value, min_dims: int) -> Tensor:
     if not isinstance(value, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() < min_dims:
@@ -108,24 +89,39 @@ def _check_tensor(name: str, value, min_dims: int) -> Tensor:
     return value
 
 
-def _check_poses(xyz_name: str, xyz: Tensor, rot_name: str | None, rot: Tensor | None,
+def check_poses(xyz_name: str, xyz: Tensor, rot_name: str | None, rot: Tensor | None,
                  min_steps: int) -> None:
     """xyz (..., N, 3) and rot (..., N, 3, 3) with the same leading dims and N >= min_steps."""
-    _check_tensor(xyz_name, xyz, 2)
+    check_tensor(xyz_name, xyz, 2)
     if xyz.shape[-1] != 3:
         raise ValueError(f"{xyz_name} must have shape (..., N, 3), got {tuple(xyz.shape)}")
     if xyz.shape[-2] < min_steps:
         raise ValueError(f"{xyz_name} must hold at least {min_steps} poses (shape (..., N, 3)), "
                          f"got {tuple(xyz.shape)}")
     if rot is not None:
-        _check_tensor(rot_name, rot, 3)
+        check_tensor(rot_name, rot, 3)
         if rot.shape[-2:] != (3, 3) or rot.shape[:-2] != xyz.shape[:-1]:
             raise ValueError(f"{rot_name} must have shape {(*xyz.shape[:-1], 3, 3)} to match "
                              f"{xyz_name} {tuple(xyz.shape)}, got {tuple(rot.shape)}")
 
 
-def _cast(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+def cast(x: Tensor, dtype: torch.dtype | None) -> Tensor:
     return x if dtype is None else x.to(dtype)
+
+
+def check_v0(v0, lead: torch.Size) -> Tensor:
+    check_tensor("v0", v0, 0)
+    if v0.shape != lead:
+        raise ValueError(f"v0 must have shape {tuple(lead)} (the leading dims of the poses), "
+                         f"got {tuple(v0.shape)}")
+    return v0
+
+
+def check_t0(t0_xyz, lead: torch.Size) -> Tensor:
+    check_tensor("t0_xyz", t0_xyz, 1)
+    if t0_xyz.shape != (*lead, 3):
+        raise ValueError(f"t0_xyz must have shape {(*lead, 3)}, got {tuple(t0_xyz.shape)}")
+    return t0_xyz
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +181,8 @@ def _solve_with_ridge_retry(base: Tensor, rhs: Tensor, ridge: float) -> Tensor:
 
 
 def _trapezoid_normal(xy: Tensor, yaw: Tensor, dt: float) -> tuple[Tensor, Tensor]:
-    """Normal equations ``(A^T A, A^T b)`` of the trapezoid position equations.
+    """Normal equations ``(A^T A, A^T b)`` of the trapezoid position equations
+    (``unicycle.trapezoid_rows``).
 
     Args:
         xy: ``(..., N+1, 2)`` positions p_0..p_N.
@@ -194,29 +191,18 @@ def _trapezoid_normal(xy: Tensor, yaw: Tensor, dt: float) -> tuple[Tensor, Tenso
     Returns:
         ``(..., N+1, N+1)`` and ``(..., N+1)``, for the unknowns v_0..v_N.
     """
-    n1 = yaw.shape[-1]
-    eye = torch.eye(n1, dtype=yaw.dtype, device=yaw.device)
-    band = eye[:-1] + eye[1:]  # (N, N+1): row t picks v_t and v_{t+1}
-    a = torch.cat([band * torch.cos(yaw).unsqueeze(-2), band * torch.sin(yaw).unsqueeze(-2)], -2)
-    rate = (2 / dt) * (xy[..., 1:, :] - xy[..., :-1, :])  # (..., N, 2), m/s
-    b = torch.cat([rate[..., 0], rate[..., 1]], -1)  # (..., 2N)
+    a, b = trapezoid_rows(xy, yaw, dt)  # (..., 2N, N+1), (..., 2N)
     return a.mT @ a, (a.mT @ b.unsqueeze(-1)).squeeze(-1)
 
 
 # --------------------------------------------------------------------------------------------
-# Speed at t0
+# The steps
 # --------------------------------------------------------------------------------------------
 
 
-def teacher_history_speeds(
-    history_xyz: Tensor,
-    history_rot: Tensor,
-    dt: float,
-    *,
-    v_lambda: float = V_LAMBDA,
-    v_ridge: float = V_RIDGE,
-    dtype: torch.dtype | None = torch.float64,
-) -> Tensor:
+def teacher_history_speeds(history_xyz: Tensor, history_rot: Tensor, dt: float, *,
+                           v_lambda: float = V_LAMBDA, v_ridge: float = V_RIDGE,
+                           dtype: torch.dtype | None = torch.float64) -> Tensor:
     """The teacher's speeds at every history pose (step 1 of the module docstring, all free).
 
     Args:
@@ -230,10 +216,10 @@ def teacher_history_speeds(
     Returns:
         ``(..., H)`` signed speeds v_0..v_{H-1}, m/s (not clamped: may be slightly negative).
     """
-    dt = _check_dt(dt)
-    _check_poses("history_xyz", history_xyz, "history_rot", history_rot, 2)
-    xy = _cast(history_xyz[..., :2], dtype)
-    rot = _cast(history_rot, dtype)
+    dt = check_dt(dt)
+    check_poses("history_xyz", history_xyz, "history_rot", history_rot, 2)
+    xy = cast(history_xyz[..., :2], dtype)
+    rot = cast(history_rot, dtype)
     yaw = unwrap_yaw(yaw_from_rotation(rot))  # only cos / sin of it are used
     ata, atb = _trapezoid_normal(xy, yaw, dt)
     n1 = yaw.shape[-1]
@@ -242,37 +228,9 @@ def teacher_history_speeds(
     return _cholesky_solve(ata + smooth + v_ridge * eye, atb)
 
 
-def teacher_estimate_v0(
-    history_xyz: Tensor,
-    history_rot: Tensor,
-    dt: float,
-    *,
-    v_lambda: float = V_LAMBDA,
-    v_ridge: float = V_RIDGE,
-    dtype: torch.dtype | None = torch.float64,
-) -> Tensor:
-    """The teacher's speed at t0: the last of ``teacher_history_speeds`` (same arguments).
-
-    Returns:
-        ``(...)`` v0, m/s, in the compute dtype. Not clamped at 0.
-    """
-    return teacher_history_speeds(history_xyz, history_rot, dt, v_lambda=v_lambda,
-                                  v_ridge=v_ridge, dtype=dtype)[..., -1]
-
-
-# --------------------------------------------------------------------------------------------
-# Inverse: trajectory -> actions
-# --------------------------------------------------------------------------------------------
-
-
-def teacher_smooth_heading(
-    future_rot: Tensor,
-    dt: float,
-    *,
-    theta_lambda: float = THETA_LAMBDA,
-    theta_ridge: float = THETA_RIDGE,
-    dtype: torch.dtype | None = torch.float64,
-) -> Tensor:
+def teacher_smooth_heading(future_rot: Tensor, dt: float, *, theta_lambda: float = THETA_LAMBDA,
+                           theta_ridge: float = THETA_RIDGE,
+                           dtype: torch.dtype | None = torch.float64) -> Tensor:
     """The teacher's smoothed headings (step 2 of the module docstring).
 
     Args:
@@ -283,12 +241,12 @@ def teacher_smooth_heading(
         ``(..., T+1)`` headings yaw_0 = 0 (fixed, t0) .. yaw_T, rad, continuous (the future
         yaws are unwrapped starting from the first one as given in [-pi, pi]).
     """
-    dt = _check_dt(dt)
-    _check_tensor("future_rot", future_rot, 3)
+    dt = check_dt(dt)
+    check_tensor("future_rot", future_rot, 3)
     if future_rot.shape[-2:] != (3, 3) or future_rot.shape[-3] < 1:
         raise ValueError(f"future_rot must have shape (..., T, 3, 3) with T >= 1, "
                          f"got {tuple(future_rot.shape)}")
-    target = unwrap_yaw(yaw_from_rotation(_cast(future_rot, dtype)))  # (..., T)
+    target = unwrap_yaw(yaw_from_rotation(cast(future_rot, dtype)))  # (..., T)
     n = target.shape[-1]
     smooth = _smoothing_gram(n + 1, 3, theta_lambda, dt, target)
     eye = torch.eye(n, dtype=target.dtype, device=target.device)
@@ -322,17 +280,17 @@ def teacher_future_speeds(
     Returns:
         ``(..., T+1)`` v_0 = v0, v_1..v_T, m/s.
     """
-    dt = _check_dt(dt)
-    _check_poses("future_xyz", future_xyz, None, None, 1)
+    dt = check_dt(dt)
+    check_poses("future_xyz", future_xyz, None, None, 1)
     lead, t = future_xyz.shape[:-2], future_xyz.shape[-2]
-    _check_tensor("theta", theta, 1)
+    check_tensor("theta", theta, 1)
     if theta.shape != (*lead, t + 1):
         raise ValueError(f"theta must have shape {(*lead, t + 1)} (T+1 headings for future_xyz "
                          f"{tuple(future_xyz.shape)}), got {tuple(theta.shape)}")
-    v0 = _check_v0(v0, lead)
-    xy = _cast(future_xyz[..., :2], dtype)
+    v0 = check_v0(v0, lead)
+    xy = cast(future_xyz[..., :2], dtype)
     start = (torch.zeros_like(xy[..., :1, :]) if t0_xyz is None
-             else _cast(_check_t0(t0_xyz, lead)[..., None, :2], xy.dtype))
+             else cast(check_t0(t0_xyz, lead)[..., None, :2], xy.dtype))
     xy = torch.cat([start, xy], -2)  # (..., T+1, 2)
     theta = theta.to(xy.dtype)
     v0 = v0.to(xy.dtype)
@@ -349,8 +307,8 @@ def teacher_accel_from_speeds(
 ) -> Tensor:
     """The teacher's accelerations (step 3): ``(..., T+1)`` speeds, m/s -> ``(..., T)`` a_0..a_{T-1},
     m/s^2, the smoothed finite differences. Computes in ``v``'s dtype."""
-    dt = _check_dt(dt)
-    _check_tensor("v", v, 1)
+    dt = check_dt(dt)
+    check_tensor("v", v, 1)
     if v.shape[-1] < 2:
         raise ValueError(f"v must have shape (..., T+1) with T >= 1, got {tuple(v.shape)}")
     dv = torch.diff(v, dim=-1) / dt
@@ -359,15 +317,8 @@ def teacher_accel_from_speeds(
     return _solve_with_ridge_retry(eye + _smoothing_gram(n, 2, a_lambda, dt, v), dv, a_ridge)
 
 
-def teacher_curvature(
-    theta: Tensor,
-    v: Tensor,
-    accel: Tensor,
-    dt: float,
-    *,
-    kappa_lambda: float = KAPPA_LAMBDA,
-    kappa_ridge: float = KAPPA_RIDGE,
-) -> Tensor:
+def teacher_curvature(theta: Tensor, v: Tensor, accel: Tensor, dt: float, *,
+                      kappa_lambda: float = KAPPA_LAMBDA, kappa_ridge: float = KAPPA_RIDGE) -> Tensor:
     """The teacher's curvatures (step 4).
 
     Args:
@@ -380,9 +331,9 @@ def teacher_curvature(
         ``(..., T)`` k_0..k_{T-1}, 1/m: per step the ridge/smoothness-regularised
         ``dyaw_t / s_t`` with ``s_t = v_t dt + a_t dt^2 / 2`` (-> 0 where the ego stands).
     """
-    dt = _check_dt(dt)
+    dt = check_dt(dt)
     for name, x in (("theta", theta), ("v", v), ("accel", accel)):
-        _check_tensor(name, x, 1)
+        check_tensor(name, x, 1)
     if theta.shape != v.shape or accel.shape != (*v.shape[:-1], v.shape[-1] - 1) or v.shape[-1] < 2:
         raise ValueError(f"theta and v must have shape (..., T+1) and accel (..., T), T >= 1; got "
                          f"theta {tuple(theta.shape)}, v {tuple(v.shape)}, accel {tuple(accel.shape)}")
@@ -391,107 +342,3 @@ def teacher_curvature(
     n = s.shape[-1]
     base = torch.diag_embed(s * s) + _smoothing_gram(n, 2, kappa_lambda, dt, s)
     return _solve_with_ridge_retry(base, s * dyaw, kappa_ridge)
-
-
-@dataclass(frozen=True)
-class TeacherInverse:
-    """The teacher's inverse and its intermediates (shapes for a future of T poses).
-
-    accel ``(..., T)`` m/s^2, curvature ``(..., T)`` 1/m, speed ``(..., T+1)`` m/s (v_0 = v0),
-    heading ``(..., T+1)`` rad (smoothed, heading_0 = 0)."""
-
-    accel: Tensor
-    curvature: Tensor
-    speed: Tensor
-    heading: Tensor
-
-
-def _check_v0(v0, lead: torch.Size) -> Tensor:
-    _check_tensor("v0", v0, 0)
-    if v0.shape != lead:
-        raise ValueError(f"v0 must have shape {tuple(lead)} (the leading dims of the poses), "
-                         f"got {tuple(v0.shape)}")
-    return v0
-
-
-def _check_t0(t0_xyz, lead: torch.Size) -> Tensor:
-    _check_tensor("t0_xyz", t0_xyz, 1)
-    if t0_xyz.shape != (*lead, 3):
-        raise ValueError(f"t0_xyz must have shape {(*lead, 3)}, got {tuple(t0_xyz.shape)}")
-    return t0_xyz
-
-
-def teacher_actions_from_trajectory(
-    future_xyz: Tensor,
-    future_rot: Tensor,
-    v0: Tensor,
-    dt: float,
-    *,
-    t0_xyz: Tensor | None = None,
-    dtype: torch.dtype | None = torch.float64,
-    return_states: bool = False,
-) -> tuple[Tensor, Tensor] | TeacherInverse:
-    """The teacher's trajectory -> (acceleration, curvature) inverse, with v0 given.
-
-    Args:
-        future_xyz: ``(..., T, 3)`` positions at t0+dt..t0+T dt in the t0 frame, m (x, y used;
-            the teacher requires T = 64).
-        future_rot: ``(..., T, 3, 3)`` rotations at the same times (only their yaw is used).
-        v0: ``(...)`` speed at t0, m/s (the teacher's is ``teacher_estimate_v0``).
-        dt: time step, s (the teacher's 0.1).
-        t0_xyz: ``(..., 3)`` position at t0 (default the origin; the teacher uses its last
-            history pose). The heading at t0 is always taken as 0.
-        dtype: compute dtype (inputs cast); ``None`` keeps ``future_xyz``'s dtype.
-        return_states: return a ``TeacherInverse`` with the speeds and headings too.
-
-    Returns:
-        ``(accel, curvature)``, each ``(..., T)``: a_0..a_{T-1} in m/s^2 and k_0..k_{T-1} in
-        1/m, un-normalised; or a ``TeacherInverse``. Rolling them out with
-        ``distill.kinematics.unicycle_rollout_reference`` from v0 approximately reproduces the
-        poses (every step is smoothed and ridge-regularised, so not exactly).
-    """
-    dt = _check_dt(dt)
-    _check_poses("future_xyz", future_xyz, "future_rot", future_rot, 1)
-    _check_v0(v0, future_xyz.shape[:-2])
-    if dtype is None:
-        dtype = future_xyz.dtype
-    heading = teacher_smooth_heading(future_rot, dt, dtype=dtype)
-    speed = teacher_future_speeds(future_xyz, heading, v0, dt, t0_xyz=t0_xyz, dtype=dtype)
-    accel = teacher_accel_from_speeds(speed, dt)
-    curvature = teacher_curvature(heading, speed, accel, dt)
-    if return_states:
-        return TeacherInverse(accel, curvature, speed, heading)
-    return accel, curvature
-
-
-def teacher_traj_to_action(
-    history_xyz: Tensor,
-    history_rot: Tensor,
-    future_xyz: Tensor,
-    future_rot: Tensor,
-    dt: float,
-    *,
-    dtype: torch.dtype | None = torch.float64,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """What the teacher's ``traj_to_action`` computes (before its normalisation), end to end.
-
-    Args:
-        history_xyz ``(..., H, 3)``, history_rot ``(..., H, 3, 3)``: the history (last pose at t0).
-        future_xyz ``(..., T, 3)``, future_rot ``(..., T, 3, 3)``: the future.
-        dt: s. dtype: as elsewhere.
-
-    Returns:
-        ``(v0, accel, curvature)``: ``(...)`` m/s, ``(..., T)`` m/s^2, ``(..., T)`` 1/m. v0 is
-        ``teacher_estimate_v0``; the future is integrated from the last history position.
-    """
-    _check_poses("history_xyz", history_xyz, "history_rot", history_rot, 2)
-    _check_poses("future_xyz", future_xyz, "future_rot", future_rot, 1)
-    if history_xyz.shape[:-2] != future_xyz.shape[:-2]:
-        raise ValueError(f"history_xyz {tuple(history_xyz.shape)} and future_xyz "
-                         f"{tuple(future_xyz.shape)} must have the same leading dims")
-    if dtype is None:
-        dtype = history_xyz.dtype
-    v0 = teacher_estimate_v0(history_xyz, history_rot, dt, dtype=dtype)
-    accel, curvature = teacher_actions_from_trajectory(
-        future_xyz, future_rot, v0, dt, t0_xyz=history_xyz[..., -1, :], dtype=dtype)
-    return v0, accel, curvature

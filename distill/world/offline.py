@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..data import formats
-from ..world.generate import simulate, stack_rows
-from .dataset import SampleDataset
-from .readers import SplitData
+from ..constants import FRAME_CHANNELS, NUM_CAMERAS
+from ..data.dataset import SampleDataset
+from ..data.readers import SplitData
+from .generate import simulate, stack_rows
 
 
 def offline_split(n: int, seed: int, split: str) -> SplitData:
@@ -26,5 +26,5 @@ class OfflineDataset(SampleDataset):
 
     def frames(self, i: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        shape = (formats.NUM_CAMERAS, 3 * formats.NUM_FRAMES, self.resolution, self.resolution)
+        shape = (NUM_CAMERAS, FRAME_CHANNELS, self.resolution, self.resolution)
         return torch.randn(shape, generator=g)
