@@ -113,7 +113,8 @@ BENCH = [
     "opencv-python==4.11.0.86",
     "opencv-python-headless==4.11.0.86",
 ]
-DEV = list(dict.fromkeys(TRAIN + BENCH + ["pytest==9.2.0", "ninja==1.13.2"]))
+# import-linter: `lint-imports` checks the import layers (pyproject.toml, docs/architecture.md).
+DEV = list(dict.fromkeys(TRAIN + BENCH + ["pytest==9.2.0", "ninja==1.13.2", "import-linter==2.17"]))
 
 setup(
     name="distill",

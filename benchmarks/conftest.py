@@ -69,7 +69,7 @@ def _baseline() -> dict:
 def pytest_addoption(parser):
     parser.addoption("--update-baseline", action="store_true",
                      help="merge this run's ratios into benchmarks/baseline.json, keeping the "
-                          "lower ratio per record")
+                          "lower ratio per record and adding records it has no entry for")
 
 
 def _missing_baseline(name: str, params: dict, request) -> str:

@@ -18,13 +18,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from distill import kernels, ops
+from distill import ops
+from distill.ops.info_nce import TRITON_INSTALLED
 
 from .conftest import timeit  # benchmarks/conftest.py, the suite's shared timer
 
 DIM = 384
 SIZES = [(48, 48), (48, 65536), (1024, 1024), (1024, 65536), (8192, 8192), (8192, 65536)]
-needs_triton = pytest.mark.skipif(not kernels.TRITON_INSTALLED, reason="triton is not installed")
+needs_triton = pytest.mark.skipif(not TRITON_INSTALLED, reason="triton is not installed")
 
 
 class PeakBytes(TorchDispatchMode):
@@ -71,7 +72,7 @@ def _fused_internal_bytes(n_student: int, n_teacher: int) -> int:
     """An upper bound (their sum; they are not all alive at once) of the float32 buffers the
     fused ops allocate inside: inverse norms (B + N, forward and backward), per-split LSEs and
     positives (forward), per-split partial gradients (backward, when the columns are split)."""
-    from distill.kernels.contrastive import column_splits
+    from distill.ops.info_nce_triton import column_splits
     student_splits = column_splits(n_student, n_teacher, H100_SMS)  # forward and d student
     teacher_splits = column_splits(n_teacher, n_student, H100_SMS)
     floats = 2 * (n_student + n_teacher) + 2 * student_splits * n_student + 2 * n_student
@@ -83,7 +84,7 @@ def _fused_internal_bytes(n_student: int, n_teacher: int) -> int:
 @needs_triton
 @pytest.mark.parametrize("n_student,n_teacher", SIZES)
 def test_peak_extra_memory(record, n_student, n_teacher):
-    from distill.kernels import contrastive  # noqa: F401  (registers the fused ops)
+    from distill.ops import info_nce_triton  # noqa: F401  (registers the fused ops)
     reference = _meta_peak(lambda s, t, ids: ops.info_nce_reference(s, t, teacher_ids=ids),
                            n_student, n_teacher)
     ours = (_meta_peak(_fused_on_meta, n_student, n_teacher)

@@ -18,7 +18,6 @@ import pytest
 from distill.data import dali, formats
 from distill.data.dataset import SampleDataset
 from distill.data.readers import SplitData, load_split
-from distill.data.sampling import epoch_seed
 from distill.training.data import make_loader
 from distill.world.generate import generate_world
 
@@ -46,10 +45,12 @@ def world_224(tmp_path_factory) -> SplitData:
                      {k: v[rows] for k, v in data.history.items()}, paths)
 
 
-def samples_per_s(dataset, kind: str, epoch: int) -> float:
+def samples_per_s(loader, epoch: int) -> float:
+    """One pass of ``loader`` (built once per dataset, as the trainer's) over ``epoch``'s order."""
     start = time.perf_counter()
     n = 0
-    for batch in make_loader(dataset, BATCH, WORKERS, shuffle_seed=epoch_seed(0, epoch), kind=kind):
+    loader.set_epoch(epoch)
+    for batch in loader:
         n += len(batch["clip_id"])
         assert batch["frames"].shape[-1] == RESOLUTION
     return n / (time.perf_counter() - start)
@@ -58,11 +59,14 @@ def samples_per_s(dataset, kind: str, epoch: int) -> float:
 @pytest.mark.skipif(not dali.dali_available(), reason="NVIDIA DALI is not installed")
 def test_dali_loader_vs_torch_loader(world_224, record):
     dataset = SampleDataset(world_224, RESOLUTION)
+    loaders = {kind: make_loader(dataset, BATCH, WORKERS, seed=0, kind=kind)
+               for kind in ("dali", "torch")}
     rates = {"dali": [], "torch": []}
-    samples_per_s(dataset, "dali", 0)  # warm-up: DALI's import, builds the pipeline
+    samples_per_s(loaders["dali"], 0)  # warm-up: DALI's import, builds the pipeline
     for epoch in range(1, PASSES + 1):  # interleaved, so load changes hit both alike
         for kind in rates:
-            rates[kind].append(samples_per_s(dataset, kind, epoch))
+            rates[kind].append(samples_per_s(loaders[kind], epoch))
+    loaders["dali"].close()
     ours, ref = statistics.median(rates["dali"]), statistics.median(rates["torch"])
     record("loader_dali_vs_torch", {"resolution": RESOLUTION, "batch": BATCH, "workers": WORKERS,
                                     "frames": "jpeg world", "device": "cpu"},

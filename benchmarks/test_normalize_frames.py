@@ -5,16 +5,18 @@ scale, shift, then a channel-first copy), in images/s (one image = one camera fr
 on CPU with torch's thread count.
 
 Input: uint8 frames of a batch of samples ``(B, 4 cameras, 4 frames, H, W, 3)``, random pixels,
-at 64 px (B = 32) and 224 px (B = 2): one call of ours takes about 2 ms, the reference's 7-30 ms.
-ImageNet mean and std, as the loader uses them. At 224 px B stays at 2: from B = 4 the output
-(38 MB) is over glibc's largest mmap threshold (32 MB), so every call maps and faults in fresh
-pages and ours measured anywhere between 3 and 40 ms a call.
+at 64 px (B = 32) and 224 px (B = 2): one call of ours takes about 2 ms on an idle 2-core
+machine, the reference's 7-30 ms. ImageNet mean and std, as the loader uses them. At 224 px B
+stays at 2: at B = 4 the output (38.5 MB) is over glibc's largest mmap threshold (32 MB), so
+every call maps fresh pages and faults each one in (9,400 minor faults a call, measured), and a
+call of ours took anywhere from 3 to 40 ms.
 
 The two are timed in interleaved rounds (ours, reference, ours, ...) with the suite's ``timeit``
 and each keeps its best round, so load from other processes hits both alike.
-Floor: ours >= the reference at both sizes. Measured on a 2-core machine (2 threads, 4 runs):
-ours 2.2e5 images/s at 64 px and 2.0e4 at 224 px in every run; ratio 4.3-12.5x at 64 px (the
-reference's best call was either ~10 ms or ~30 ms, by run) and 4.4-5.2x at 224 px.
+Floor: ours >= the reference at both sizes. Measured on a 2-core machine (2 threads, 8 runs of
+each size, some beside other engineers' test runs): ours 2.2e5 images/s at 64 px and 2.0e4 at
+224 px when the machine was quiet (3-5x less while it was not); ratio 4.3-12.5x at 64 px (the
+reference's best call was ~10 ms in most runs, ~30 ms in some) and 4.4-7.2x at 224 px.
 """
 from __future__ import annotations
 

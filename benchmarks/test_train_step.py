@@ -31,11 +31,11 @@ from distill.data.batch import collate
 from distill.kinematics import ActionStats
 from distill.models import build_student, get_model_config
 from distill.ops import use_rollout
-from distill.train import loss_weights
+from distill.models.plan import student_plan
 from distill.train import main as train_main
-from distill.training.args import build_parser
-from distill.training.data import ActionTargets, load_dataset
-from distill.training.step import loss_terms, predict
+from distill.training.args import build_parser, parse_config
+from distill.training.data import attach_action_targets, load_dataset
+from distill.training.objective import loss_terms, loss_weights
 from distill.world.generate import generate_world
 
 RESOLUTION, TRAIN, VAL, BATCH, WORKERS, EPOCHS = 64, 48, 8, 16, 2, 3
@@ -80,14 +80,13 @@ class NaiveTrainer:
 
     def __init__(self, world):
         torch.manual_seed(0)
-        self.args = args = build_parser().parse_args([
+        self.args = args = parse_config(build_parser(), [
             *ARGV, "--train-labels", str(world / "teacher_labels" / "train_labels.npz"),
             "--ego-history-dir", str(world / "teacher_labels"),
             "--frames-dir", str(world / "extracted_frames")])
         self.cfg = get_model_config(args.model_size)
         self.dataset = load_dataset(args, "train")
-        self.targets = ActionTargets(self.dataset.data, None, self.cfg.dt)
-        actions = self.targets.actions
+        actions = torch.from_numpy(attach_action_targets(self.dataset, None, self.cfg.dt))
         self.stats = ActionStats.from_actions(actions[..., 0], actions[..., 1])
         self.model = build_student(args.model, self.cfg).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
@@ -102,8 +101,7 @@ class NaiveTrainer:
                             num_workers=self.args.num_workers, collate_fn=collate)
         with use_rollout("reference"):
             for batch in loader:
-                target = self.targets.lookup(batch["clip_id"], batch["t0_us"])
-                terms = loss_terms(predict(self.model, batch, cfg, stats), batch, target, cfg,
+                terms = loss_terms(student_plan(self.model, batch, cfg, stats), batch, cfg,
                                    stats, self.weights)
                 self.optimizer.zero_grad()
                 terms["loss"].backward()

@@ -1,4 +1,5 @@
-"""The numbers the whole package shares: rates, horizons, cameras, image statistics, embedding size.
+"""What the whole package shares: rates, horizons, cameras, image statistics, embedding size, and
+the names the command line offers.
 
 A leaf: it imports nothing (of ours or anyone's), so every layer can take its numbers from here.
 The on-disk formats that use them are documented in docs/formats.md (``distill.data.formats``

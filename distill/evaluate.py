@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .training import checkpoint
 from .training.args import parser_defaults
 from .training.config import ConfigError, RunConfig
 from .training.data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
-from .training.objective import LossWeights
+from .training.objective import loss_weights
 from .training.outputs import ADDED_VAL_KEYS
 from .training.runtime import pick_device
 from .training.validate import constant_velocity_errors, run_validation
@@ -77,9 +78,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     stats = ActionStats.from_dict(state["action_stats"]).to(device)
     dataset = load_dataset(config, args.split)
     attach_action_targets(dataset, actions_cache_dir(config), cfg.dt)
-    # The run's weights with the reasoning term at its full weight (its warm-up is over).
-    weights = LossWeights(config.yaw_weight, config.action_weight, config.reasoning_weight,
-                          config.temperature, config.label_smoothing, config.multimodal_loss)
+    weights = loss_weights(config, math.inf)  # the reasoning term at its full weight
     loader = make_loader(dataset, args.batch_size, args.num_workers)
     result = run_validation(model, loader, cfg, stats, weights, device, keep_predictions=True,
                             miss=miss_rule(config.benchmark))

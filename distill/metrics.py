@@ -8,7 +8,6 @@ import math
 import torch
 from torch import Tensor
 
-from .data.formats import DT
 from .kinematics import wrap_angle
 
 __all__ = ["ADE_HORIZONS_S", "MISS_THRESHOLD_M", "constant_velocity", "displacement_errors",
@@ -26,7 +25,7 @@ def displacement_errors(pred_xy: Tensor, gt_xy: Tensor) -> Tensor:
 
 
 def trajectory_metrics(
-    pred_xy: Tensor, gt_xy: Tensor, pred_yaw: Tensor, gt_yaw: Tensor, dt: float = DT
+    pred_xy: Tensor, gt_xy: Tensor, pred_yaw: Tensor, gt_yaw: Tensor, dt: float
 ) -> dict[str, Tensor]:
     """Per-sample trajectory metrics; step i (0-based) is at t = (i + 1) dt.
 
@@ -55,7 +54,7 @@ def trajectory_metrics(
     return out
 
 
-def constant_velocity(v0: Tensor, horizon: int, dt: float = DT) -> Tensor:
+def constant_velocity(v0: Tensor, horizon: int, dt: float) -> Tensor:
     """The constant-velocity baseline: straight ahead at v0.
 
     Args:

@@ -1,5 +1,5 @@
 """Compares our v0 estimator and inverse (``distill.kinematics``) with the teacher's
-(``distill.teacher_kinematics``) on built-in-world samples, against the planner's truth.
+(``distill.kinematics.teacher``) on built-in-world samples, against the planner's truth.
 
     python scripts/compare_kinematics.py --samples 200 [--noise 0.01]
 
@@ -19,16 +19,15 @@ import argparse
 import numpy as np
 import torch
 
+from distill.constants import DT  # the built-in world's step (the teacher's too)
 from distill.kinematics import actions_from_trajectory, estimate_v0, unicycle_rollout_reference
-from distill.teacher_kinematics import (
+from distill.kinematics.teacher import (
     teacher_actions_from_trajectory,
     teacher_estimate_v0,
     yaw_from_rotation,
 )
 from distill.world.generate import simulate
 from distill.world.scene import FUTURE_INDICES, T0_INDEX
-
-DT = 0.1
 
 
 def load(samples: int, seed: int):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from distill.data import formats
-from distill.data.real.cli import add_dataset_root, run
+from distill.data.real.cli import add_dataset_root, add_stop_signals, run
 from distill.data.real.extract import extract, plan
 from distill.data.real.layout import dataset_root
 from distill.data.real.shards import Shard, parse_shard
@@ -39,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="decoding processes (default: up to 4)")
     p.add_argument("--overwrite", action="store_true", help="extract samples already there again")
+    add_stop_signals(p)
     args = p.parse_args(argv)
     for name in ("resolution", "num_samples"):
         if getattr(args, name) < 0:

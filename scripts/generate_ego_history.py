@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from distill.data import formats
-from distill.data.real.cli import ScriptError, add_dataset_root, run
+from distill.data.real.cli import ScriptError, add_dataset_root, add_stop_signals, run
 from distill.data.real.ego_history import write_split_ego_history
 from distill.data.real.layout import dataset_root
 
@@ -28,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="extracted frames (default extracted_frames): the samples to cover")
     p.add_argument("--out-dir", default="teacher_labels", help="default teacher_labels")
     p.add_argument("--overwrite", action="store_true", help="replace finished files")
+    add_stop_signals(p)
     return p.parse_args(argv)
 
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.data.real.cli import add_dataset_root, run
+from distill.data.real.cli import add_dataset_root, add_stop_signals, run
 from distill.data.real.shards import parse_shard
 from distill.teachers import TEACHERS, build_teacher
 from distill.teachers.alpamayo import DEFAULT_MODEL
@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="label samples with idx %% N == I into {split}_labels_shard{I}.npz")
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or partial run")
+    add_stop_signals(p)
     g = p.add_argument_group("world teacher")
     g.add_argument("--world-seed", type=int, default=0, help="the world's seed (default 0)")
     g = p.add_argument_group("alpamayo-r1 teacher")

@@ -15,6 +15,7 @@ from distill.data.batch import check_batch
 from distill.data.dataset import SampleDataset
 from distill.data.readers import DataError, load_split, read_frames
 from distill.data.sampling import epoch_order, epoch_seed
+from distill.training import args as training_args
 from distill.training.args import build_parser
 from distill.training.data import make_loader
 
@@ -188,10 +189,10 @@ def test_workers_start_by_spawn_once_cuda_is_initialised(monkeypatch, world):
     assert [b["clip_id"] for b in ours] == [b["clip_id"] for b in ref]
 
 
-def test_default_loader_is_dali_where_it_imports(monkeypatch):
+def test_default_loader_is_dali_where_it_is_installed(monkeypatch):
     assert build_parser().parse_args(["--model", "baseline"]).loader == "dali"
-    monkeypatch.setattr(dali, "dali_available", lambda: False)
-    assert dali.default_loader() == "torch"
+    monkeypatch.setattr(training_args.importlib.util, "find_spec", lambda name: None)
+    assert training_args.default_loader() == "torch"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG decoder)")

@@ -1,7 +1,8 @@
-"""The fused Triton InfoNCE (distill.kernels.contrastive) against the reference
-(distill.losses.info_nce), on CUDA tensors where there is a GPU, and otherwise on CPU tensors
-through Triton's interpreter in a worker process; the backend rule; the negative queue; the
-validation retrieval metric."""
+"""The fused Triton InfoNCE (distill.ops.info_nce_triton) against the reference
+(distill.ops.info_nce_reference), on CUDA tensors where there is a GPU, and otherwise on CPU
+tensors through Triton's interpreter in a worker process; the torch.library contracts of its ops
+(opcheck); the backend rule and the one input check; the negative queue; the validation
+retrieval metric."""
 from __future__ import annotations
 
 import multiprocessing
@@ -9,13 +10,14 @@ import multiprocessing
 import pytest
 import torch
 
-from distill import kernels, ops
+from distill import losses, ops
+from distill.ops.info_nce import TRITON_INSTALLED, select_backend
 from distill.training.negatives import NegativeQueue
 from distill.training.validate import coc_retrieval
 
 F32, F64 = torch.float32, torch.float64
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-needs_triton = pytest.mark.skipif(not kernels.TRITON_INSTALLED, reason="triton is not installed")
+needs_triton = pytest.mark.skipif(not TRITON_INSTALLED, reason="triton is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +160,42 @@ def test_torch_compile_fullgraph(run_triton):
 @needs_triton
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_auto_takes_the_triton_path_on_cuda(monkeypatch):
-    from distill.kernels import contrastive
+    from distill.ops import info_nce_triton
     calls = []
-    fused = contrastive.info_nce
-    monkeypatch.setattr(contrastive, "info_nce", lambda *a: calls.append(a) or fused(*a))
+    fused = info_nce_triton.info_nce
+    monkeypatch.setattr(info_nce_triton, "info_nce", lambda *a: calls.append(a) or fused(*a))
     student, teacher, ids = _inputs(1024, 4096, with_ids=True)
     got = ops.info_nce(student.float(), teacher.float(), teacher_ids=ids)
     assert len(calls) == 1
     want = ops.info_nce_reference(student, teacher, teacher_ids=ids)
     assert abs(float(got) - float(want)) <= 1e-4 * abs(float(want))
+
+
+def _opcheck_the_ops():
+    """torch.library.opcheck of distill::info_nce_fwd (its schema, fake kernel, autograd
+    registration, and AOT dispatch with the backward through the op) and distill::info_nce_bwd,
+    symmetric with ids; {op: {check: result}}."""
+    from distill.ops import info_nce_triton  # registers the ops (imports Triton)
+    student, teacher, ids = _inputs(7, 21, with_ids=True)
+    s, t = student.float().requires_grad_(), teacher.float().requires_grad_()
+    forward = torch.library.opcheck(torch.ops.distill.info_nce_fwd, (s, t, ids, 0.1, True))
+    _, lse_rows, lse_cols = info_nce_triton.info_nce_fwd(s.detach(), t.detach(), ids, 0.1, True)
+    grad = torch.ones((), device=s.device)
+    backward = {for_student: torch.library.opcheck(
+        torch.ops.distill.info_nce_bwd,
+        (grad, s.detach(), t.detach(), ids, lse_rows, lse_cols, 0.1, True, for_student))
+        for for_student in (True, False)}
+    return {"info_nce_fwd": forward, "info_nce_bwd (student)": backward[True],
+            "info_nce_bwd (teacher)": backward[False]}
+
+
+@needs_triton
+def test_opcheck(run_triton):
+    """The Triton ops keep torch.library's contracts (on CPU under TRITON_INTERPRET=1)."""
+    results = run_triton(_opcheck_the_ops)
+    assert "test_autograd_registration" in results["info_nce_fwd"]
+    for op, checks in results.items():
+        assert checks and all(result == "SUCCESS" for result in checks.values()), (op, checks)
 
 
 @pytest.mark.parametrize("requested,device,dtype,dim,interpreter,installed,want", [
@@ -184,7 +213,7 @@ def test_auto_takes_the_triton_path_on_cuda(monkeypatch):
     ("triton", "cpu", F32, 384, True, True, "triton"),
 ])
 def test_backend_rule(requested, device, dtype, dim, interpreter, installed, want):
-    assert kernels.select_backend(requested, device, dtype, dim, interpreter, installed) == want
+    assert select_backend(requested, device, dtype, dim, interpreter, installed) == want
 
 
 @pytest.mark.parametrize("device,dtype,dim,interpreter,installed,message", [
@@ -196,7 +225,7 @@ def test_backend_rule(requested, device, dtype, dim, interpreter, installed, wan
 def test_explicit_triton_that_cannot_run_is_an_error(device, dtype, dim, interpreter, installed,
                                                      message):
     with pytest.raises(ValueError, match=f"backend='triton' .*{message}"):
-        kernels.select_backend("triton", device, dtype, dim, interpreter, installed)
+        select_backend("triton", device, dtype, dim, interpreter, installed)
 
 
 def test_unknown_backend_is_an_error():
@@ -219,6 +248,17 @@ def test_bad_inputs_get_the_reference_errors(args, message, backend):
         ops.info_nce(*args, backend=backend)
     with pytest.raises(ValueError, match=message):
         ops.info_nce_reference(*args)
+
+
+def test_inputs_on_two_devices_are_refused():
+    student, teacher = torch.zeros(2, 4), torch.zeros(3, 4, device="meta")
+    for fn in (ops.info_nce, ops.info_nce_reference):
+        with pytest.raises(ValueError, match="one device"):
+            fn(student, teacher)
+
+
+def test_losses_info_nce_is_the_reference():
+    assert losses.info_nce is ops.info_nce_reference
 
 
 def test_queue_is_a_fifo_of_the_last_rows():

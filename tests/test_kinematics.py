@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from distill.kinematics import (
-    STOP_EPS,
     ActionStats,
     actions_from_trajectory,
     estimate_v0,
     unicycle_rollout_reference,
     wrap_angle,
 )
+from distill.kinematics.inverse import STOP_EPS
 from distill.world.planner import drive, unicycle_step
 from distill.world.scenarios import build_scene
 from distill.world.scene import FUTURE_INDICES, T0_INDEX
@@ -89,7 +89,7 @@ def test_rollout_matches_step_by_step_recurrences_float64(oracle):
     a = 2 * torch.randn(3, 40, generator=g, dtype=F64)  # rough actions, v may turn negative
     k = 0.1 * torch.randn(3, 40, generator=g, dtype=F64)
     v0 = torch.tensor([0.0, 5.0, 12.0], dtype=F64)
-    got = torch.stack(unicycle_rollout_reference(a, k, v0), -1)  # (3, 40, 3)
+    got = torch.stack(unicycle_rollout_reference(a, k, v0, DT), -1)  # (3, 40, 3)
     for b in range(3):
         if oracle == "loop":
             want = naive_rollout(a[b].tolist(), k[b].tolist(), float(v0[b]))
@@ -108,7 +108,7 @@ def test_rollout_constant_speed_and_curvature_is_a_scaled_circle():
     # is the exact circle's scaled by c = h cot h = 1 - h^2/3 + ... (2nd order in dt).
     v, k, T = 10.0, torch.tensor([0.05, -0.2, 1e-3], dtype=F64), 64
     x, y, yaw = unicycle_rollout_reference(torch.zeros(3, T, dtype=F64), k[:, None].expand(3, T),
-                                           torch.full((3,), v, dtype=F64))
+                                           torch.full((3,), v, dtype=F64), DT)
     t = torch.arange(1, T + 1, dtype=F64) * DT
     ks = k[:, None] * v * t
     circle_x, circle_y = torch.sin(ks) / k[:, None], (1 - torch.cos(ks)) / k[:, None]
@@ -126,7 +126,7 @@ def test_rollout_constant_speed_and_curvature_is_a_scaled_circle():
 def test_rollout_straight_constant_acceleration_is_exact():
     # v is linear in t, so the trapezoid rule integrates it exactly: x = v0 t + a t^2 / 2.
     T, v0, a = 64, torch.tensor([3.0, 15.0], dtype=F64), torch.tensor([1.5, -0.2], dtype=F64)
-    x, y, yaw = unicycle_rollout_reference(a[:, None].expand(2, T), torch.zeros(2, T, dtype=F64), v0)
+    x, y, yaw = unicycle_rollout_reference(a[:, None].expand(2, T), torch.zeros(2, T, dtype=F64), v0, DT)
     t = torch.arange(1, T + 1, dtype=F64) * DT
     torch.testing.assert_close(x, v0[:, None] * t + a[:, None] * t**2 / 2, rtol=0, atol=1e-11)
     assert (y == 0).all() and (yaw == 0).all()
@@ -134,21 +134,21 @@ def test_rollout_straight_constant_acceleration_is_exact():
 
 def test_rollout_zero_curvature_stays_on_the_x_axis():
     a, _, v0 = smooth_actions(4, 64)
-    x, y, yaw = unicycle_rollout_reference(a, torch.zeros_like(a), v0)
+    x, y, yaw = unicycle_rollout_reference(a, torch.zeros_like(a), v0, DT)
     assert (y == 0).all() and (yaw == 0).all()
     torch.testing.assert_close(x, torch.cumsum(DT / 2 * (speeds(a, v0)[:, :-1] + speeds(a, v0)[:, 1:]), -1))
 
 
 def test_rollout_batched_shapes_float32_and_gradients():
     a, k, v0 = smooth_actions(6, 64)
-    ref = torch.stack(unicycle_rollout_reference(a, k, v0), -1)
-    got = unicycle_rollout_reference(a.float().view(2, 3, 64), k.float().view(2, 3, 64), v0.float().view(2, 3))
+    ref = torch.stack(unicycle_rollout_reference(a, k, v0, DT), -1)
+    got = unicycle_rollout_reference(a.float().view(2, 3, 64), k.float().view(2, 3, 64), v0.float().view(2, 3), DT)
     assert all(t.shape == (2, 3, 64) and t.dtype == torch.float32 for t in got)
     # float32 rounding accumulates over the T terms of each cumsum: <= T eps |value|.
     tol = 64 * EPS32 * ref.abs().max()
     torch.testing.assert_close(torch.stack(got, -1).view(6, 64, 3).double(), ref, rtol=0, atol=float(tol))
     args = (a[:2, :5].clone().requires_grad_(), k[:2, :5].clone().requires_grad_(), v0[:2].clone().requires_grad_())
-    assert torch.autograd.gradcheck(lambda *z: unicycle_rollout_reference(*z), args)
+    assert torch.autograd.gradcheck(lambda *z: unicycle_rollout_reference(*z, DT), args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,8 +159,8 @@ def test_rollout_batched_shapes_float32_and_gradients():
 def test_inverse_of_forward_is_exact_without_regularization():
     a, k, v0 = smooth_actions(32, 64)
     assert speeds(a, v0).min() > 1.0
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
-    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0, smoothness=0.0, stop_eps=0.0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
+    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0, DT, smoothness=0.0, stop_eps=0.0)
     # float64 round-off (~1e-14 m on positions) grows by 2/dt per step and along T: << 1e-9.
     torch.testing.assert_close(a2, a, rtol=0, atol=1e-9)
     torch.testing.assert_close(k2, k, rtol=0, atol=1e-9)
@@ -168,24 +168,24 @@ def test_inverse_of_forward_is_exact_without_regularization():
 
 def test_inverse_of_forward_with_default_regularization():
     a, k, v0 = smooth_actions(32, 64)
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
-    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
+    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0, DT)
     # The smoothness rows bias a by <= 2e-3 m/s^2 at the ends of the horizon, < 1e-6 inside
     # (SMOOTHNESS comment); the guard biases k by a relative STOP_EPS / d^2 <= 1e-4 (d >= 0.1 m).
     assert (a2 - a).abs().max() < 5e-3
     assert (a2 - a)[:, 10:-10].abs().max() < 1e-5
     torch.testing.assert_close(k2, k, rtol=0, atol=1e-5)
     # and the actions drive the model back through the poses
-    x2, y2, yaw2 = unicycle_rollout_reference(a2, k2, v0)
+    x2, y2, yaw2 = unicycle_rollout_reference(a2, k2, v0, DT)
     assert torch.hypot(x2 - x, y2 - y).max() < 1e-3 and (yaw2 - yaw).abs().max() < 1e-4
 
 
 def test_inverse_float32_close_to_float64_and_batched():
     a, k, v0 = smooth_actions(6, 64)
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
     xyz = as_xyz(x, y)
-    a64, k64 = actions_from_trajectory(xyz, yaw, v0)
-    a32, k32 = actions_from_trajectory(xyz.float().view(2, 3, 64, 3), yaw.float().view(2, 3, 64), v0.float().view(2, 3))
+    a64, k64 = actions_from_trajectory(xyz, yaw, v0, DT)
+    a32, k32 = actions_from_trajectory(xyz.float().view(2, 3, 64, 3), yaw.float().view(2, 3, 64), v0.float().view(2, 3), DT)
     assert a32.shape == k32.shape == (2, 3, 64) and a32.dtype == torch.float32
     # Rounding the positions to float32 moves them by eps |x|; a is their 2nd difference / dt^2.
     tol_a = 10 * EPS32 * xyz.abs().max() / DT**2
@@ -197,9 +197,9 @@ def test_inverse_float32_close_to_float64_and_batched():
 
 def test_inverse_absorbs_a_wrong_v0_in_the_first_steps():
     a, k, v0 = smooth_actions(8, 64)
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
     err = 0.05
-    a2, _ = actions_from_trajectory(as_xyz(x, y), yaw, v0 + err)
+    a2, _ = actions_from_trajectory(as_xyz(x, y), yaw, v0 + err, DT)
     # Without smoothing the error would alternate +-2 err/dt = 1 m/s^2 up to the horizon.
     assert (a2 - a)[:, 2:].abs().max() < 0.1 * err / DT
     assert (a2 - a)[:, 10:].abs().max() < 0.01 * err / DT
@@ -212,28 +212,28 @@ def test_inverse_through_a_full_stop():
     k = torch.full((1, T), 0.05, dtype=F64)
     v0 = torch.tensor([8.0], dtype=F64)
     assert speeds(a, v0)[0, 20:].abs().max() < 1e-12
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
-    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
+    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0, DT)
     assert torch.isfinite(a2).all() and torch.isfinite(k2).all()
     assert (k2[0, 20:] == 0).all()  # standing: no heading change, k exactly 0
     torch.testing.assert_close(k2[0, :15], k[0, :15], rtol=0, atol=1e-4)
     # The 4 m/s^2 jump of a at the stop is smoothed over a few steps, exact away from it.
     assert (a2 - a)[0, :14].abs().max() < 0.05 and (a2 - a)[0, 26:].abs().max() < 0.05
-    x2, y2, _ = unicycle_rollout_reference(a2, k2, v0)
+    x2, y2, _ = unicycle_rollout_reference(a2, k2, v0, DT)
     assert torch.hypot(x2 - x, y2 - y).max() < 0.01
 
 
 def test_inverse_standing_still_and_starting_from_rest():
     zeros = torch.zeros(2, 64, dtype=F64)
-    a2, k2 = actions_from_trajectory(as_xyz(zeros, zeros), zeros, torch.zeros(2, dtype=F64))
+    a2, k2 = actions_from_trajectory(as_xyz(zeros, zeros), zeros, torch.zeros(2, dtype=F64), DT)
     assert (a2.abs() < 1e-12).all() and (k2 == 0).all()
     # From rest at 2 m/s^2, k = 0.1: step 0 moves d = 0.01 m, the guard's relative bias is
     # STOP_EPS / d^2 = 1e-2 there and ~STOP_EPS / (0.03 m)^2 on the next step.
     a = torch.full((1, 64), 2.0, dtype=F64)
     k = torch.full((1, 64), 0.1, dtype=F64)
     v0 = torch.zeros(1, dtype=F64)
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
-    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
+    a2, k2 = actions_from_trajectory(as_xyz(x, y), yaw, v0, DT)
     assert (a2 - a).abs().max() < 1e-6
     d = DT * (speeds(a, v0)[:, :-1] + speeds(a, v0)[:, 1:]) / 2
     torch.testing.assert_close(k2, k * d**2 / (d**2 + STOP_EPS), rtol=1e-6, atol=0)
@@ -241,13 +241,13 @@ def test_inverse_standing_still_and_starting_from_rest():
 
 def test_inverse_wraps_heading_differences_and_has_finite_gradients():
     a, k, v0 = smooth_actions(2, 6)
-    x, y, yaw = unicycle_rollout_reference(a, k, v0)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
     shifted = yaw + 2 * math.pi * torch.tensor([[0, 1, -1, 3, 0, 2]], dtype=F64)
     for y_in in (yaw, shifted):
-        a2, k2 = actions_from_trajectory(as_xyz(x, y), y_in, v0, smoothness=0.0, stop_eps=0.0)
+        a2, k2 = actions_from_trajectory(as_xyz(x, y), y_in, v0, DT, smoothness=0.0, stop_eps=0.0)
         torch.testing.assert_close(k2, k, rtol=0, atol=1e-9)
     args = (as_xyz(x, y).requires_grad_(), yaw.clone().requires_grad_(), v0.clone().requires_grad_())
-    assert torch.autograd.gradcheck(lambda *z: actions_from_trajectory(*z), args)
+    assert torch.autograd.gradcheck(lambda *z: actions_from_trajectory(*z, DT), args)
 
 
 def world_future(behaviour: str, seed: int):
@@ -268,7 +268,7 @@ def world_future(behaviour: str, seed: int):
 def test_inverse_recovers_the_world_planners_actions(behaviour, seed):
     xyz, yaw, v0, a, k, v = world_future(behaviour, seed)
     assert (v == 0).any() == (behaviour in ("red_light", "pedestrian"))
-    a2, k2 = actions_from_trajectory(xyz, yaw, v0, smoothness=0.0)
+    a2, k2 = actions_from_trajectory(xyz, yaw, v0, DT, smoothness=0.0)
     torch.testing.assert_close(a2, a, rtol=0, atol=1e-7)
     moving = DT * (v[:-1] + v[1:]) / 2 > 0.1  # standing, the planner's k moves nothing
     torch.testing.assert_close(k2[moving], k[moving], rtol=2e-4, atol=1e-9)  # STOP_EPS / d^2 <= 1e-4
@@ -289,20 +289,20 @@ def line_history(v, a):
 
 def test_estimate_v0_constant_speed_is_exact():
     v = torch.tensor([0.5, 8.0, 30.0], dtype=F64)
-    torch.testing.assert_close(estimate_v0(line_history(v, torch.zeros(3, dtype=F64))), v, rtol=1e-12, atol=0)
+    torch.testing.assert_close(estimate_v0(line_history(v, torch.zeros(3, dtype=F64)), DT), v, rtol=1e-12, atol=0)
 
 
 def test_estimate_v0_constant_acceleration():
     v, a = torch.tensor([10.0, 10.0, 12.0], dtype=F64), torch.tensor([2.0, -3.0, 0.5], dtype=F64)
     hist = line_history(v, a)
-    torch.testing.assert_close(estimate_v0(hist, ridge=0.0), v, rtol=1e-12, atol=0)
+    torch.testing.assert_close(estimate_v0(hist, DT, ridge=0.0), v, rtol=1e-12, atol=0)
     # The default ridge shrinks a, shifting v0 by ~1e-3 s * a (V0_RIDGE comment).
-    assert ((estimate_v0(hist) - v).abs() <= 1.5e-3 * a.abs()).all()
+    assert ((estimate_v0(hist, DT) - v).abs() <= 1.5e-3 * a.abs()).all()
 
 
 def test_estimate_v0_stopped_ego_is_zero_with_finite_gradient():
     hist = torch.zeros(2, 16, 3, dtype=F64, requires_grad=True)
-    v0 = estimate_v0(hist)
+    v0 = estimate_v0(hist, DT)
     assert (v0 == 0).all()
     v0.sum().backward()
     assert torch.isfinite(hist.grad).all()
@@ -314,7 +314,7 @@ def test_estimate_v0_clamps_at_zero_after_stopping():
     tau = torch.clamp(HIST_T, max=t_stop) - t_stop  # <= 0: time before the stop
     x = -0.5 * 4.0 * tau**2
     x = x - x[-1]
-    assert estimate_v0(as_xyz(x, torch.zeros_like(x))) == 0  # the unclamped fit is -0.60 m/s
+    assert estimate_v0(as_xyz(x, torch.zeros_like(x)), DT) == 0  # the unclamped fit is -0.60 m/s
 
 
 def test_estimate_v0_on_a_circle():
@@ -324,19 +324,19 @@ def test_estimate_v0_on_a_circle():
     ks = (k * v)[:, None] * HIST_T
     hist = as_xyz(torch.sin(ks) / k[:, None], (1 - torch.cos(ks)) / k[:, None])
     h = k * v * DT / 2
-    torch.testing.assert_close(estimate_v0(hist), v * torch.sin(h) / h, rtol=1e-12, atol=0)
+    torch.testing.assert_close(estimate_v0(hist, DT), v * torch.sin(h) / h, rtol=1e-12, atol=0)
 
 
 def test_estimate_v0_batched_float32():
     v = torch.tensor([[3.0, 9.0], [14.0, 20.0]], dtype=F64)
     a = torch.tensor([[0.5, -1.0], [1.0, -2.0]], dtype=F64)
     hist = line_history(v, a)
-    got = estimate_v0(hist.float())
+    got = estimate_v0(hist.float(), DT)
     assert got.shape == (2, 2) and got.dtype == torch.float32
     # v0 is linear in the arc lengths s_i with sum |coefficient| = 4.3 1/s; each s_i carries <= 16
     # roundings of |s| <= 1.5 s * v.
     tol = 4.3 * 16 * EPS32 * 1.5 * v.max()
-    torch.testing.assert_close(got.double(), estimate_v0(hist), rtol=0, atol=float(tol))
+    torch.testing.assert_close(got.double(), estimate_v0(hist, DT), rtol=0, atol=float(tol))
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,3 +376,15 @@ def test_action_stats_bins():
     torch.testing.assert_close(stats.to_bins(far, 8), torch.tensor([[0, 7], [0, 7]]))
     with pytest.raises(ValueError, match="shape \\(2,\\)"):
         ActionStats(torch.zeros(3), torch.ones(3))
+
+
+def test_dt_has_no_default():
+    """The step is the data's (0.1 s here, 0.5 s on nuScenes): never a silent default."""
+    a, k, v0 = smooth_actions(2, 8)
+    x, y, yaw = unicycle_rollout_reference(a, k, v0, DT)
+    with pytest.raises(TypeError, match="dt"):
+        unicycle_rollout_reference(a, k, v0)
+    with pytest.raises(TypeError, match="dt"):
+        actions_from_trajectory(as_xyz(x, y), yaw, v0)
+    with pytest.raises(TypeError, match="dt"):
+        estimate_v0(as_xyz(x, y))

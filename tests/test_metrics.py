@@ -52,13 +52,13 @@ def test_trajectory_metrics_by_hand():
 
 def test_trajectory_metrics_short_horizon_and_float32():
     pred, gt = hand_made(T=15)  # 1.5 s: ade_2s and ade_3s cover all steps
-    m = trajectory_metrics(pred.float(), gt.float(), torch.zeros(2, 15), torch.zeros(2, 15))
+    m = trajectory_metrics(pred.float(), gt.float(), torch.zeros(2, 15), torch.zeros(2, 15), 0.1)
     assert m["ade"].dtype == torch.float32
     torch.testing.assert_close(m["ade_1s"], torch.tensor([5 * 11 / 2, 0.0]))
     torch.testing.assert_close(m["ade_2s"], m["ade"])
     torch.testing.assert_close(m["ade_3s"], m["ade"])
     with pytest.raises(ValueError, match="yaws"):
-        trajectory_metrics(pred, gt, torch.zeros(2, 14), torch.zeros(2, 15))
+        trajectory_metrics(pred, gt, torch.zeros(2, 14), torch.zeros(2, 15), 0.1)
 
 
 def test_constant_velocity():
@@ -66,5 +66,17 @@ def test_constant_velocity():
     want = torch.tensor([[[0, 0], [0, 0], [0, 0]], [[1, 0], [2, 0], [3, 0]]], dtype=F64)
     assert xy.shape == (2, 3, 2) and xy.dtype == F64
     torch.testing.assert_close(xy, want)
-    assert constant_velocity(torch.ones(4), 64).shape == (4, 64, 2)  # default dt = 0.1
-    torch.testing.assert_close(constant_velocity(torch.ones(1), 64)[0, -1], torch.tensor([6.4, 0.0]))
+    assert constant_velocity(torch.ones(4), 64, 0.1).shape == (4, 64, 2)
+    torch.testing.assert_close(constant_velocity(torch.ones(1), 64, 0.1)[0, -1], torch.tensor([6.4, 0.0]))
+    # nuScenes: 12 steps of 0.5 s
+    torch.testing.assert_close(constant_velocity(torch.ones(1), 12, 0.5)[0, -1], torch.tensor([6.0, 0.0]))
+
+
+def test_dt_has_no_default():
+    """The step is the data's (0.1 s here, 0.5 s on nuScenes): never a silent default."""
+    pred, gt = hand_made(T=4)
+    yaw = torch.zeros(2, 4, dtype=F64)
+    with pytest.raises(TypeError, match="dt"):
+        trajectory_metrics(pred, gt, yaw, yaw)
+    with pytest.raises(TypeError, match="dt"):
+        constant_velocity(torch.ones(2), 4)

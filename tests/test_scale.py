@@ -132,7 +132,7 @@ def _tiny_step(grad_clip=0.0):
     opt = optimizer_for(model, 0.1, 0.0, torch.device("cpu"))
     weights = LossWeights(yaw=0, action=0, reasoning=0, temperature=0.07, label_smoothing=0)
     engine = TrainStep(model, model, None, opt, None, None, None,
-                       accel.resolve("auto", False, False, 1, "cpu"), weights, grad_clip,
+                       accel.resolve("auto", False, 1, "cpu"), weights, grad_clip,
                        Dist(), None, torch.device("cpu"))
     return model, engine
 
@@ -200,22 +200,22 @@ def test_too_many_non_finite_steps_stop_the_run(world, tmp_path, monkeypatch, ca
 
 
 def test_gpu_settings_are_chosen_for_the_device():
-    cpu = accel.resolve("bf16", True, True, 1, "cpu")
+    cpu = accel.resolve("bf16", True, 1, "cpu")
     assert cpu.autocast_dtype is None and not cpu.cuda_graphs and not cpu.tf32
     assert any("bf16 autocast is for CUDA" in n for n in cpu.notes)
     assert any("CUDA graphs need a GPU" in n for n in cpu.notes)
-    assert accel.resolve("auto", False, False, 1, "cpu").notes == ()  # nothing asked, no noise
+    assert accel.resolve("auto", False, 1, "cpu").notes == ()  # nothing asked, no noise
 
-    gpu = accel.resolve("auto", True, True, 1, "cuda", bf16_supported=True)
+    gpu = accel.resolve("auto", True, 1, "cuda", bf16_supported=True)
     assert gpu.autocast_dtype == torch.bfloat16 and gpu.cuda_graphs and gpu.channels_last
-    assert gpu.tf32 and gpu.compile
-    assert accel.resolve("fp32", False, False, 1, "cuda", True).autocast_dtype is None
-    old_gpu = accel.resolve("bf16", False, False, 1, "cuda", bf16_supported=False)
+    assert gpu.tf32
+    assert accel.resolve("fp32", False, 1, "cuda", True).autocast_dtype is None
+    old_gpu = accel.resolve("bf16", False, 1, "cuda", bf16_supported=False)
     assert old_gpu.autocast_dtype is None and any("no bf16" in n for n in old_gpu.notes)
     for why, kwargs in (("--accumulation-steps 1", dict(accumulation_steps=2)),
                         ("DDP", dict(distributed=True)),
                         ("queue", dict(negative_queue=True))):
-        args = {**dict(precision="auto", cuda_graphs=True, compile=False, accumulation_steps=1,
+        args = {**dict(precision="auto", cuda_graphs=True, accumulation_steps=1,
                        device_type="cuda", bf16_supported=True), **kwargs}
         chosen = accel.resolve(**args)
         assert not chosen.cuda_graphs and any(why in n for n in chosen.notes)

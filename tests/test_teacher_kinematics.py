@@ -1,4 +1,4 @@
-"""distill.teacher_kinematics against the teacher's own action-space code.
+"""distill.kinematics.teacher against the teacher's own action-space code.
 
 The fixture tests/data/alpamayo_action_space_1cba38c.npz holds 48 inputs (24 built-in-world
 samples, 24 random smooth drives incl. a stop, a U-turn across +-pi, pose noise, roll / pitch)
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from distill.kinematics import unicycle_rollout_reference, wrap_angle
-from distill.teacher_kinematics import (
+from distill.kinematics.teacher import (
     TEACHER_COMMIT,
     teacher_accel_from_speeds,
     teacher_actions_from_trajectory,
@@ -216,6 +216,18 @@ def test_dt_is_required_and_checked(fx):
     for bad in (0, -0.1, float("nan"), "0.1", None):
         with pytest.raises(ValueError, match="dt"):
             teacher_estimate_v0(hx, hr, bad)
+
+
+def test_estimate_v0_takes_the_history_speeds_options(fx):
+    hx, hr, _, _ = inputs(fx)
+    options = dict(v_lambda=1e-3, v_ridge=1e-2, dtype=torch.float32)
+    v0 = teacher_estimate_v0(hx, hr, DT, **options)
+    assert v0.dtype == torch.float32
+    torch.testing.assert_close(v0, teacher_history_speeds(hx, hr, DT, **options)[..., -1],
+                               rtol=0, atol=0)
+    assert not torch.allclose(v0, teacher_estimate_v0(hx, hr, DT, dtype=torch.float32))
+    with pytest.raises(TypeError, match="smoothness"):
+        teacher_estimate_v0(hx, hr, DT, smoothness=1.0)
 
 
 @pytest.mark.parametrize("call, name", [

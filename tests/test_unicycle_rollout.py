@@ -4,6 +4,7 @@ contracts (opcheck, torch.compile), edge cases, dtypes, each CPU SIMD kernel set
 choice of implementation, and the CUDA kernels (skipped without a GPU)."""
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 from pathlib import Path
@@ -13,6 +14,9 @@ import torch
 
 from distill import ops
 from distill.ops import unicycle_rollout, unicycle_rollout_reference, use_rollout
+
+# The op's module (``distill.ops.unicycle_rollout`` as an attribute is the function it exports).
+rollout_module = importlib.import_module("distill.ops.unicycle_rollout")
 
 F64, F32 = torch.float64, torch.float32
 DT = 0.1
@@ -287,8 +291,8 @@ def test_use_rollout_switches_and_restores():
 
 
 def test_device_without_a_kernel_warns_once_and_runs_the_reference(monkeypatch):
-    monkeypatch.setattr(ops, "_FUSED_DEVICES", frozenset({"meta"}))  # as a CPU-only build for cuda
-    monkeypatch.setattr(ops, "_warned_devices", set())
+    monkeypatch.setattr(rollout_module, "_FUSED_DEVICES", frozenset({"meta"}))  # as a CPU-only build for cuda
+    monkeypatch.setattr(rollout_module, "_warned_devices", set())
     inputs = actions((4, 8))
     with pytest.warns(UserWarning, match="no cpu kernel for unicycle_rollout"):
         got = unicycle_rollout(*inputs, DT)
@@ -307,7 +311,7 @@ def test_trainer_rollout_flag_gives_the_same_metrics(tmp_path, monkeypatch):
     """--rollout fused (the default) and --rollout reference train and validate alike."""
     from distill.train import main as train_main
     reference_calls = []
-    monkeypatch.setattr(ops, "unicycle_rollout_reference",
+    monkeypatch.setattr(rollout_module, "unicycle_rollout_reference",
                         lambda *a: reference_calls.append(1) or unicycle_rollout_reference(*a))
     records, calls = {}, {}
     for rollout in ops.ROLLOUTS:
@@ -321,7 +325,7 @@ def test_trainer_rollout_flag_gives_the_same_metrics(tmp_path, monkeypatch):
         records[rollout] = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
         calls[rollout] = len(reference_calls)
     assert calls["fused"] == 0 and calls["reference"] > 0  # the flag chose the implementation
-    assert ops._rollout == "fused"  # restored after the run
+    assert rollout_module._rollout == "fused"  # restored after the run
     fused, reference = records["fused"], records["reference"]
     keys = [k for k in fused if k.startswith(("train_", "val_")) and isinstance(fused[k], float)]
     assert {"train_pos", "val_ade", "val_fde", "val_yaw_err_deg"} <= set(keys)

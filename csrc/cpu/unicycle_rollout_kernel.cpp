@@ -8,7 +8,7 @@
 // vectors, and transposed back. The transposes are log2(L) rounds of at::vec::interleave2
 // (a perfect shuffle of the row and column index bits), which exist for every capability.
 //
-// Model (distill/kinematics.py), per trajectory, hdt = dt / 2, hdt2 = dt^2 / 2:
+// Model (distill/kinematics/unicycle.py), per trajectory, hdt = dt / 2, hdt2 = dt^2 / 2:
 //   yaw_{t+1} = yaw_t + k_t (v_t dt + a_t hdt2),  v_{t+1} = v_t + a_t dt
 //   x_{t+1} = x_t + hdt (v_t cos yaw_t + v_{t+1} cos yaw_{t+1})   (y: sin)
 //   from yaw_0 = x_0 = y_0 = 0, v_0 = v0; outputs x, y, yaw at t = 1..T.

@@ -18,17 +18,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import formats
+from ..constants import EMBED_DIM, FRAME_CHANNELS, FUTURE_STEPS, HISTORY_STEPS, NUM_CAMERAS
 
-FRAME_CHANNELS = 3 * formats.NUM_FRAMES
 # key -> (dtype, shape); "B", "H" and "W" are free, B shared by all.
 BATCH_SCHEMA = {
-    "frames": (torch.float32, ("B", formats.NUM_CAMERAS, FRAME_CHANNELS, "H", "W")),
-    "ego_history_xyz": (torch.float32, ("B", formats.HISTORY_STEPS, 3)),
-    "ego_history_rot": (torch.float32, ("B", formats.HISTORY_STEPS, 3, 3)),
-    "trajectory_xyz": (torch.float32, ("B", formats.FUTURE_STEPS, 3)),
-    "trajectory_yaw": (torch.float32, ("B", formats.FUTURE_STEPS)),
-    "coc_embedding": (torch.float32, ("B", formats.EMBED_DIM)),
+    "frames": (torch.float32, ("B", NUM_CAMERAS, FRAME_CHANNELS, "H", "W")),
+    "ego_history_xyz": (torch.float32, ("B", HISTORY_STEPS, 3)),
+    "ego_history_rot": (torch.float32, ("B", HISTORY_STEPS, 3, 3)),
+    "trajectory_xyz": (torch.float32, ("B", FUTURE_STEPS, 3)),
+    "trajectory_yaw": (torch.float32, ("B", FUTURE_STEPS)),
+    "coc_embedding": (torch.float32, ("B", EMBED_DIM)),
     "coc_id": (torch.int64, ("B",)),
     "t0_us": (torch.int64, ("B",)),
 }

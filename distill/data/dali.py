@@ -38,6 +38,7 @@ from . import formats, jpeg
 from .dali_source import IMAGES_PER_SAMPLE, FrameSource, order_path, storage_of
 from .readers import DataError, frame_error, read_frames, read_stored_frames
 from .sampling import epoch_order, epoch_seed, num_batches
+from .stop import shielded
 
 PREFETCH = 2  # batches DALI prepares ahead
 
@@ -50,11 +51,6 @@ def dali_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def default_loader() -> str:
-    """``--loader``'s default: dali where DALI imports, torch otherwise."""
-    return "dali" if dali_available() else "torch"
 
 
 def start_method() -> str:
@@ -129,9 +125,10 @@ class ReusedPipeline:
         if self.iterator is None:  # builds the pipeline and prepares the first batches
             from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-            self.iterator = DALIGenericIterator(
-                [build_pipeline(self.source, *self.settings)], ["frames", "index"],
-                last_batch_policy=LastBatchPolicy.PARTIAL)
+            with shielded():  # the reader processes start blind to the stop signals
+                self.iterator = DALIGenericIterator(
+                    [build_pipeline(self.source, *self.settings)], ["frames", "index"],
+                    last_batch_policy=LastBatchPolicy.PARTIAL)
         else:  # the previous pass ended: DALI's next epoch_idx, the order just written
             self.iterator.reset()
             order_path(self.orders, self.passes - 1).unlink()

@@ -13,6 +13,7 @@ main module: ~2 s for ``python -m distill.train``, once per pipeline).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,9 @@ import numpy as np
 
 from ..constants import NUM_CAMERAS, NUM_FRAMES
 from . import jpeg
-from .readers import DataError, frame_error, read_stored_frames
+from .readers import DataError, check_sample_key, frame_error, read_stored_frames
 from .formats import Key
+from .stop import ignore_in_child, stop_signals
 
 IMAGES_PER_SAMPLE = NUM_CAMERAS * NUM_FRAMES
 
@@ -52,6 +54,11 @@ class FrameSource:
     storage: str
     size: tuple[int, int] | None
     _order: tuple[int, np.ndarray] | None = field(default=None, repr=False)  # (e, its order)
+    # The process that built the source; in any other (a reader process, forked or spawned
+    # under ``stop.shielded``) the first batch makes the stop signals leave it alone.
+    owner: int = field(default_factory=os.getpid, repr=False)
+    signals: tuple = field(default_factory=lambda: tuple(map(int, stop_signals())), repr=False)
+    _shielded: int = field(default=0, repr=False)  # the pid where that was done
 
     def order(self, epoch_idx: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch_idx:
@@ -59,6 +66,9 @@ class FrameSource:
         return self._order[1]
 
     def __call__(self, batch_info) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if os.getpid() not in (self.owner, self._shielded):
+            self._shielded = os.getpid()
+            ignore_in_child(self.signals)
         order = self.order(batch_info.epoch_idx)
         start = batch_info.iteration * self.batch_size
         if start >= len(order):
@@ -72,10 +82,7 @@ class FrameSource:
     def sample_images(self, i: int) -> list[np.ndarray]:
         path, key = self.paths[i], self.keys[i]
         arrays = read_stored_frames(path)
-        stored = (str(arrays["clip_id"]), int(arrays["t0_us"]))
-        if stored != key:
-            raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since "
-                            "indexing)")
+        check_sample_key(path, arrays, key)
         if storage_of(arrays) != self.storage:
             raise DataError(f"{path}: clip {key[0]}: stores {storage_of(arrays)} frames, the "
                             f"split's first file {self.storage}; the DALI loader needs one "

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ..ops import normalize_frames
 from .batch import label_columns
-from .readers import DataError, SplitData, read_frames
+from .readers import SplitData, check_sample_key, read_frames
 
 
 class SampleDataset(Dataset):
@@ -28,9 +28,7 @@ class SampleDataset(Dataset):
         """float32 (4, 12, H, W) of sample i."""
         path, key = self.data.frame_paths[i], self.data.keys[i]
         arrays = read_frames(path)
-        stored = (str(arrays["clip_id"]), int(arrays["t0_us"]))
-        if stored != key:
-            raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since indexing)")
+        check_sample_key(path, arrays, key)
         frames = normalize_frames(torch.from_numpy(arrays["frames"]))  # (4, 12, H, W)
         if self.resolution and frames.shape[-2:] != (self.resolution, self.resolution):
             frames = F.interpolate(frames, size=(self.resolution,) * 2, mode="bilinear",

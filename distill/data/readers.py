@@ -153,6 +153,14 @@ def frame_error(path, clip_id, image: int, problem) -> DataError:
     return DataError(f"{path}: clip {clip_id}: {CAMERAS[camera]} frame {frame}: {problem}")
 
 
+def check_sample_key(path, arrays: dict, key: Key) -> None:
+    """Raises DataError when the frames file ``path`` (``arrays``, as read) holds another sample
+    than ``key``, the one it was indexed as (the file changed since)."""
+    stored = (str(arrays["clip_id"]), int(arrays["t0_us"]))
+    if stored != key:
+        raise DataError(f"{path}: holds sample {stored}, expected {key} (changed since indexing)")
+
+
 def read_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """One sample's frames file, validated and decoded: ``frames`` uint8 (4, 4, H, W, 3) RGB,
     ``clip_id``, ``t0_us`` and ``timestamps``, whichever the storage."""

@@ -318,7 +318,8 @@ def teacher_accel_from_speeds(
 
 
 def teacher_curvature(theta: Tensor, v: Tensor, accel: Tensor, dt: float, *,
-                      kappa_lambda: float = KAPPA_LAMBDA, kappa_ridge: float = KAPPA_RIDGE) -> Tensor:
+                      kappa_lambda: float = KAPPA_LAMBDA,
+                      kappa_ridge: float = KAPPA_RIDGE) -> Tensor:
     """The teacher's curvatures (step 4).
 
     Args:

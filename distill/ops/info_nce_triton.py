@@ -16,9 +16,8 @@ softmax and its gradient (B=8192, N=65536: 2 GiB per B x N float32 matrix).
 L2-normalization happens inside the kernels, as a per-row inverse norm (computed once, B + N
 floats) that scales each tile of dot products, and its Jacobian applied once per row at the end
 of the backward. Normalizing outside would materialize normalized copies of both inputs that
-autograd keeps for the backward: (B + N) D floats, 100 MiB at N=65536, D=384 (the analytic
-counts recorded by benchmarks/test_info_nce.py), against 0.5 MiB of inverse norms, for an
-extra multiply per logit inside.
+autograd keeps for the backward: (B + N) D floats, 100 MiB at N=65536, D=384 (analytic counts
+of benchmarks/test_info_nce.py), against 0.5 MiB of inverse norms, for a multiply per logit.
 """
 from __future__ import annotations
 
@@ -58,6 +57,20 @@ def _through_normalization(d_hat, x, x_inv):
     return d_hat * x_inv[:, None] - along[:, None] * x
 
 
+@triton.jit
+def _rows_and_inverse_norms(ptr, inv_ptr, rows, row_ok, stride, dims, dim_ok):
+    """Rows ``rows`` of a row-major matrix (0 where masked) and their float32 inverse norms."""
+    tile = tl.load(ptr + rows[:, None].to(tl.int64) * stride + dims[None, :],
+                   mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+    return tile, tl.load(inv_ptr + rows, mask=row_ok, other=0.0)
+
+
+@triton.jit
+def _scaled_logits(a, a_scale, b, b_inv, DOT_PRECISION: tl.constexpr):
+    """Logits x log2(e) of row tiles a, b (a_scale: 1/|a| x scale x log2(e), b_inv: 1/|b|)."""
+    return tl.dot(a, tl.trans(b), input_precision=DOT_PRECISION) * a_scale[:, None] * b_inv[None, :]
+
+
 def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q, n_k, dim,
              n_splits, stride_q, stride_k, scale, HAS_IDS: tl.constexpr,
              DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -72,9 +85,8 @@ def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q,
     row_ok = rows < n_q
     dims = tl.arange(0, BLOCK_D)
     dim_ok = dims < dim
-    q = tl.load(q_ptr + rows[:, None].to(tl.int64) * stride_q + dims[None, :],
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
-    q_scale = tl.load(q_inv_ptr + rows, mask=row_ok, other=0.0) * (scale * _LOG2E)
+    q, q_inv = _rows_and_inverse_norms(q_ptr, q_inv_ptr, rows, row_ok, stride_q, dims, dim_ok)
+    q_scale = q_inv * (scale * _LOG2E)
     if HAS_IDS:
         row_ids = tl.load(ids_ptr + rows, mask=row_ok, other=-1)
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -84,11 +96,9 @@ def _row_lse(q_ptr, k_ptr, q_inv_ptr, k_inv_ptr, ids_ptr, lse_ptr, pos_ptr, n_q,
     for start in range(col_start, col_end, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         col_ok = cols < col_end
-        k = tl.load(k_ptr + cols[:, None].to(tl.int64) * stride_k + dims[None, :],
-                    mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
-        k_inv = tl.load(k_inv_ptr + cols, mask=col_ok, other=0.0)
-        z = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) \
-            * q_scale[:, None] * k_inv[None, :]  # (BLOCK_M, BLOCK_N) logits * log2(e)
+        k, k_inv = _rows_and_inverse_norms(k_ptr, k_inv_ptr, cols, col_ok, stride_k, dims,
+                                           dim_ok)
+        z = _scaled_logits(q, q_scale, k, k_inv, DOT_PRECISION)
         diag = rows[:, None] == cols[None, :]
         pos += tl.sum(tl.where(diag, z, 0.0), 1)
         keep = row_ok[:, None] & col_ok[None, :]
@@ -131,9 +141,8 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
     row_ok = rows < n_own
     dims = tl.arange(0, BLOCK_D)
     dim_ok = dims < dim
-    x = tl.load(own_ptr + rows[:, None].to(tl.int64) * stride_own + dims[None, :],
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
-    x_inv = tl.load(own_inv_ptr + rows, mask=row_ok, other=0.0)
+    x, x_inv = _rows_and_inverse_norms(own_ptr, own_inv_ptr, rows, row_ok, stride_own, dims,
+                                       dim_ok)
     x_scale = x_inv * (scale * _LOG2E)
     g = tl.load(grad_ptr).to(tl.float32) * weight
     if HAS_IDS:
@@ -147,11 +156,9 @@ def _grad(own_ptr, other_ptr, own_inv_ptr, other_inv_ptr, ids_ptr, lse_rows_ptr,
     for start in range(col_start, col_end, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         col_ok = cols < col_end
-        y = tl.load(other_ptr + cols[:, None].to(tl.int64) * stride_other + dims[None, :],
-                    mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
-        y_inv = tl.load(other_inv_ptr + cols, mask=col_ok, other=0.0)
-        z = tl.dot(x, tl.trans(y), input_precision=DOT_PRECISION) \
-            * x_scale[:, None] * y_inv[None, :]  # (BLOCK_M, BLOCK_N) logits * log2(e)
+        y, y_inv = _rows_and_inverse_norms(other_ptr, other_inv_ptr, cols, col_ok, stride_other,
+                                           dims, dim_ok)
+        z = _scaled_logits(x, x_scale, y, y_inv, DOT_PRECISION)
         if FOR_STUDENT:  # tile entry (r, c) is student r, teacher c
             teacher_idx = cols[None, :]
             lse_rows = own_lse[:, None]
@@ -197,11 +204,10 @@ def _finish_grad(partial_ptr, x_ptr, x_inv_ptr, out_ptr, n_rows, dim, n_splits, 
     d_hat = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for split in range(n_splits):
         d_hat += tl.load(partial_ptr + split * n_rows * dim + at, mask=mask, other=0.0)
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + dims[None, :], mask=mask,
-                other=0.0).to(tl.float32)
-    x_inv = tl.load(x_inv_ptr + rows, mask=rows < n_rows, other=0.0)
-    tl.store(out_ptr + at, _through_normalization(d_hat, x, x_inv).to(out_ptr.dtype.element_ty),
-             mask=mask)
+    x, x_inv = _rows_and_inverse_norms(x_ptr, x_inv_ptr, rows, rows < n_rows, stride_x, dims,
+                                       dims < dim)
+    tl.store(out_ptr + at, _through_normalization(d_hat, x.to(tl.float32), x_inv).to(
+        out_ptr.dtype.element_ty), mask=mask)
 
 
 def _tile_configs() -> list:

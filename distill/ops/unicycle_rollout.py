@@ -12,13 +12,13 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from ..constants import ROLLOUTS  # the names --rollout offers
 from ..kinematics import unicycle_rollout_reference
 from . import _ext  # noqa: F401  (registers torch.ops.distill.*)
 
 __all__ = ["ROLLOUTS", "unicycle_cpu_dispatch", "unicycle_rollout", "unicycle_rollout_reference",
            "use_rollout"]
 
-ROLLOUTS = ("fused", "reference")
 _rollout = "fused"  # what unicycle_rollout runs (use_rollout)
 # Device types with a kernel in distill._C (CUDA only when it was built with CUDA); meta tensors
 # get their shapes from the fake kernel below.

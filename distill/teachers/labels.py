@@ -2,8 +2,8 @@
 teacher_labels/{split}_labels.npz (or ``_shard{i}`` with --shard i/n).
 
 Each batch's labels are written at once to a part file in a hidden folder next to the output
-(``.{split}_labels[_shard{i}].parts/``), so an interrupted run loses at most one batch and
-``--resume`` goes on from the parts; at the end the parts are joined, the chain-of-causation
+(``.{split}_labels[_shard{i}].parts/``), so an interrupted run loses at most one batch (a stop
+signal: none; it ends after the part being written) and ``--resume`` goes on from the parts; at the end the parts are joined, the chain-of-causation
 sentences embedded (all-MiniLM-L6-v2) and the output written in one piece."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..data import formats
 from ..data.readers import DataError, load_ego_history, read_frame_key
 from ..data.real.cli import ScriptError, progress
 from ..data.real.shards import Shard, sample_files
+from ..data.stop import Stopped, stop_requested
 from .base import Teacher, TeacherLabel, TeacherSample
 
 PART_KEYS = ("clip_ids", "t0_us", "trajectory_xyz", "trajectory_rot", "coc_texts")
@@ -132,6 +133,9 @@ def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Pat
     with progress(total=total, initial=total - len(samples), unit="sample",
                   desc=f"{teacher.name} labels {split}") as bar:
         for start in range(0, len(samples), batch_size):
+            if stop_requested():  # each part file is whole; --resume goes on from them
+                raise Stopped(f"stopped by {stop_requested()}: {bar.n} of {total} samples "
+                              f"labelled (in {parts}); go on with --resume")
             batch = samples[start:start + batch_size]
             arrays = part_arrays(batch, teacher.label(batch), teacher.name)
             formats.save_npz_atomic(parts / f"part_{batch[0].index:06d}.npz", **arrays)

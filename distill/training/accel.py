@@ -15,7 +15,6 @@ class Accel:
     channels_last: bool = False  # NHWC convolutions (cuDNN's fast path for ResNets)
     tf32: bool = False  # TF32 matmuls and convolutions on Ampere+
     cuda_graphs: bool = False  # replay the captured step
-    compile: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def autocast(self, device_type: str):
@@ -24,7 +23,7 @@ class Accel:
         return torch.autocast(device_type, dtype=self.autocast_dtype)
 
 
-def resolve(precision: str, cuda_graphs: bool, compile: bool, accumulation_steps: int,
+def resolve(precision: str, cuda_graphs: bool, accumulation_steps: int,
             device_type: str, bf16_supported: bool = False, distributed: bool = False,
             negative_queue: bool = False) -> Accel:
     """The settings for ``device_type`` ("cuda" or "cpu") and the notes that explain each
@@ -54,7 +53,7 @@ def resolve(precision: str, cuda_graphs: bool, compile: bool, accumulation_steps
                      + (", bf16 autocast" if dtype else ", fp32")
                      + (", CUDA graphs" if graphs else ""))
     return Accel(autocast_dtype=dtype, channels_last=on_cuda, tf32=on_cuda,
-                 cuda_graphs=graphs, compile=compile, notes=tuple(notes))
+                 cuda_graphs=graphs, notes=tuple(notes))
 
 
 def apply_global(accel: Accel) -> None:

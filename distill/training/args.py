@@ -10,6 +10,7 @@ import importlib.util
 import os
 
 from ..constants import BENCHMARK_INPUT_TYPES, MODEL_SIZES, ROLLOUTS
+from ..data.stop import DEFAULT_STOP_SIGNALS, parse_signals
 from .config import DATA_PATHS, INVOCATION_ONLY, ConfigError, RunConfig, resolve_resume
 
 
@@ -46,6 +47,13 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
+
+
+def _signals(text: str):
+    try:
+        return parse_signals(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,10 +183,10 @@ def _benchmarks_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multimodal-loss", choices=("wta", "nll"), default="wta",
                    help="wta: best mode regressed + mode cross-entropy; nll: Laplace mixture "
                    "likelihood")
-    g.add_argument("--nuscenes-root", default=None, metavar="PATH",
-                   help="nuScenes root (v1.0-trainval/ or v1.0-mini/ and maps/)")
-    g.add_argument("--argoverse2-root", default=None, metavar="PATH",
-                   help="Argoverse 2 motion forecasting root (train/ and val/)")
+    roots = {"nuscenes": "nuScenes root (v1.0-trainval/ or v1.0-mini/ and maps/)",
+             "argoverse2": "Argoverse 2 motion forecasting root (train/ and val/)"}
+    for benchmark, root in roots.items():
+        g.add_argument(f"--{benchmark}-root", default=None, metavar="PATH", help=root)
 
 
 def _diagnostics_flags(p: argparse.ArgumentParser) -> None:
@@ -205,6 +213,11 @@ def _checkpoints_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume from")
     g.add_argument("--overwrite", action="store_true",
                    help="distill: replace this run's checkpoints in --output-dir")
+    g.add_argument("--stop-signals", type=_signals, default=DEFAULT_STOP_SIGNALS,
+                   metavar="LIST",
+                   help="distill: signals (names or numbers, comma-separated) that stop the run "
+                   "at the next step with _latest.pt and exit 0, whichever of its processes "
+                   "they reach; a third exits at once (docs/scaling.md: running on a cluster)")
 
 
 def default_loader() -> str:

@@ -16,6 +16,7 @@ from ..data.batch import collate, yaw_from_rot
 from ..data.dataset import SampleDataset
 from ..data.readers import SplitData, load_split
 from ..data.sampling import EpochSampler
+from ..data.stop import shielded, worker_init
 from ..datasets import load_benchmark_split
 from ..kinematics import actions_from_trajectory, estimate_v0
 from ..world.offline import OfflineDataset, offline_split
@@ -95,14 +96,17 @@ def actions_cache_dir(config: RunConfig) -> Path | None:
 
 class TorchLoader:
     """``--loader torch``: a DataLoader (PIL decode in worker processes) over an
-    ``EpochSampler``, built once per split; ``set_epoch`` as the DALI loader's."""
+    ``EpochSampler``, built once per split; ``set_epoch`` as the DALI loader's. Its workers,
+    started anew for each pass, ignore the stop signals (``data/stop.py``): a signal to the
+    whole process group stops the run through the main process, not by killing a worker."""
 
     def __init__(self, dataset, batch_size: int, workers: int, seed: int | None,
                  drop_last: bool, pin_memory: bool, rank: int, world_size: int):
         self.sampler = EpochSampler(len(dataset), seed, rank, world_size, drop_last, batch_size)
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
                                  num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
-                                 collate_fn=getattr(dataset, "collate_fn", collate))
+                                 collate_fn=getattr(dataset, "collate_fn", collate),
+                                 worker_init_fn=worker_init if workers else None)
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.sampler.set_epoch(epoch, skip)
@@ -111,7 +115,8 @@ class TorchLoader:
         return len(self.loader)
 
     def __iter__(self):
-        return iter(self.loader)
+        with shielded():  # the workers start inside, blind to the stop signals
+            return iter(self.loader)
 
     def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ bit-comparable runs).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -35,17 +36,34 @@ class Dist:
         return self.world_size > 1
 
 
-def init_distributed(device_type: str) -> Dist:
+def init_distributed(device_type: str, launcher_death_signal: int = 0) -> Dist:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
-    LOCAL_RANK, MASTER_ADDR/PORT); a plain run gets world size 1."""
+    LOCAL_RANK, MASTER_ADDR/PORT); a plain run gets world size 1. Under torchrun, this rank
+    gets ``launcher_death_signal`` (a stop signal) if the launcher dies before it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    if launcher_death_signal and "TORCHELASTIC_RUN_ID" in os.environ:
+        signal_on_parent_death(launcher_death_signal)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device_type == "cuda":
         torch.cuda.set_device(local)
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return Dist(rank, world, local)
+
+
+def signal_on_parent_death(sig: int) -> None:
+    """Linux: ``sig`` to this process when its parent (torchrun's agent) dies. The agent
+    forwards the signals it handles (``--signals-to-handle``, default SIGTERM, SIGINT, SIGHUP,
+    SIGQUIT) to the ranks and waits for them; one it does not handle (SIGUSR1 by default) kills
+    it, and without this the ranks, in their own sessions, would train on unseen."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher was already gone
+        os.kill(os.getpid(), sig)
 
 
 def close_distributed(d: Dist) -> None:

@@ -1,36 +1,12 @@
-"""Reliability of a long run: a stop requested by SIGTERM / SIGINT ends it cleanly at the next
-step (the trainer saves ``_latest.pt``), and non-finite losses skip their optimizer step on the
-device (no host sync) and are counted; too many in a row stop the run."""
+"""Reliability of a long run: a stop requested by a stop signal (SIGTERM, SIGINT, SIGUSR1 by
+default, to any process of the run: ``distill.data.stop``, re-exported here) ends it cleanly at
+the next step (the trainer saves ``_latest.pt``), and non-finite losses skip their optimizer step
+on the device (no host sync) and are counted; too many in a row stop the run."""
 from __future__ import annotations
-
-import signal
 
 import torch
 
-
-class StopRequest:
-    """Turns SIGTERM and the first SIGINT into ``requested = True`` (the loop checks a Python
-    bool, no device sync); a second SIGINT interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.signal_name = ""
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+from ..data.stop import StopNow, StopRequest  # noqa: F401 (the trainer's names for them)
 
 
 class NonFiniteGuard:

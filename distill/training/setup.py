@@ -71,8 +71,7 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
                                overwrite=overwrite) if d.is_main else None)
     seed_all(config.seed + d.rank)  # rank 0 draws what one process would; DDP copies its weights
     cfg = model_config(config)  # horizon, history length and dt: the benchmark's when given
-    accel = resolve(config.precision, config.cuda_graphs, config.compile,
-                    config.accumulation_steps, device.type,
+    accel = resolve(config.precision, config.cuda_graphs, config.accumulation_steps, device.type,
                     device.type == "cuda" and torch.cuda.is_bf16_supported(), d.enabled,
                     config.reasoning_negatives == "queue")
     apply_global(accel)

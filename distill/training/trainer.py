@@ -52,23 +52,28 @@ class Trainer:
 
     # --- the run ---------------------------------------------------------------------------
 
-    def fit(self) -> int:
+    def fit(self, stop: StopRequest | None = None) -> int:
+        """The epochs. ``stop``: the run's stop signals, entered by the caller (``train.main``,
+        before setup); None: the default ones, from here on."""
+        if stop is None:
+            with StopRequest() as own:
+                return self.fit(own)
         p, config = self.parts, self.config
-        with StopRequest() as stop:
-            for epoch in range(self.run.epoch + 1, config.max_epochs + 1):
-                trained = self.train_epoch(epoch, stop)
-                if trained is None:  # stopped mid-epoch; _latest.pt is saved
-                    return 0
-                self.end_epoch(epoch, trained, self.validate(epoch))
-                if self.run.bad_epochs >= config.patience:
-                    self.say(f"early stop: no better val ADE for {config.patience} epochs "
-                             f"(best {self.run.best_ade:.3f} m at epoch {self.run.best_epoch})")
-                    break
-                if any_rank(stop.requested, self.d, self.device):
-                    self.say(f"stopped by {stop.signal_name or 'a signal on another rank'} after "
-                             f"epoch {epoch}; resume with --resume "
-                             f"{checkpoint.checkpoint_path(p.out_dir, p.config_dict, 'latest')}")
-                    return 0
+        for epoch in range(self.run.epoch + 1, config.max_epochs + 1):
+            trained = self.train_epoch(epoch, stop)
+            if trained is None:  # stopped mid-epoch; _latest.pt is saved
+                return 0
+            self.end_epoch(epoch, trained, self.validate(epoch))
+            if self.run.bad_epochs >= config.patience:
+                self.say(f"early stop: no better val ADE for {config.patience} epochs "
+                         f"(best {self.run.best_ade:.3f} m at epoch {self.run.best_epoch})")
+                break
+            if any_rank(stop.requested, self.d, self.device):
+                self.say(f"stopped by {stop.signal_name or 'a signal on another rank'} after "
+                         f"epoch {epoch}; resume with --resume "
+                         f"{checkpoint.checkpoint_path(p.out_dir, p.config_dict, 'latest')}",
+                         flush=True)
+                return 0
         if self.d.is_main:
             outputs.finish(p.out_dir, p.config_dict, config.save_final_only)
         if p.profiler:

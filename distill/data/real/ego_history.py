@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import formats
 from ..readers import DataError, read_frame_key
+from ..stop import Stopped, stop_requested
 from .cli import progress
 from .egomotion import ego_history, read_egomotion
 from .layout import CLIP_INDEX, chunk_of, egomotion_zip, read_member
@@ -36,6 +37,10 @@ def split_ego_history(root: Path, frames_dir: Path, split: str) -> dict[str, np.
     history, files, rows = EgomotionHistory(root), sample_files(frames_dir / split), []
     with progress(files.values(), desc=f"ego history {split}", unit="sample") as bar:
         for path in bar:
+            if stop_requested():  # nothing of this split written; finished splits are kept
+                raise Stopped(f"stopped by {stop_requested()} during split {split} (not written; "
+                              "the splits finished before are); run the same command again to "
+                              "go on")
             clip_id, t0_us = read_frame_key(path)
             rows.append((clip_id, t0_us, *history(clip_id, t0_us, path)))
     return dict(clip_ids=np.array([r[0] for r in rows]),

@@ -2,13 +2,13 @@
 Resumable: a sample whose file is already there (same key, same size) is not extracted again."""
 from __future__ import annotations
 
-import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats, jpeg
 from ..readers import DataError, read_stored_frames
-from .cli import ScriptError, progress
+from ..stop import Stopped, stop_requested
+from .cli import ScriptError, pool_map, progress
 from .layout import Clip, clips_of_split
 from .shards import Shard
 from .video import sample_frames
@@ -74,13 +74,18 @@ def plan(root: Path, out_dir: Path, split: str, num_samples: int, t0_us: int, re
 
 
 def extract(jobs: list[ExtractJob], workers: int) -> None:
-    """Run the jobs, ``workers`` processes at a time, with a progress bar."""
+    """Run the jobs, ``workers`` processes at a time, with a progress bar. A stop signal ends
+    it once the files being written are whole (``Stopped``: the same command goes on)."""
     with progress(total=len(jobs), desc="extract frames", unit="sample") as bar:
         if workers <= 1:
             for job in jobs:
+                if stop_requested():
+                    break
                 extract_one(job)
                 bar.update()
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for _ in pool.imap_unordered(extract_one, jobs):
-                    bar.update()
+            for _ in pool_map(extract_one, jobs, workers):
+                bar.update()
+    if bar.n < len(jobs):
+        raise Stopped(f"stopped by {stop_requested()}: {bar.n} of the {len(jobs)} samples to do "
+                      "extracted (each file whole); run the same command again to go on")
