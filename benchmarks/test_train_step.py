@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from distill.data.batch import collate
-from distill.kinematics import ActionStats
+from distill.kinematics import ActionNormalization
 from distill.models import build_student, get_model_config
 from distill.ops import use_rollout
 from distill.models.plan import student_plan
@@ -87,7 +87,7 @@ class NaiveTrainer:
         self.cfg = get_model_config(args.model_size)
         self.dataset = load_dataset(args, "train")
         actions = torch.from_numpy(attach_action_targets(self.dataset, None, self.cfg.dt))
-        self.stats = ActionStats.from_actions(actions[..., 0], actions[..., 1])
+        self.stats = ActionNormalization.from_actions(actions[..., 0], actions[..., 1])
         self.model = build_student(args.model, self.cfg).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
                                            weight_decay=args.weight_decay)

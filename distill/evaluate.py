@@ -17,7 +17,7 @@ from . import plots
 from .constants import ROLLOUTS
 from .data.readers import DataError, one_line, read_frames
 from .datasets import miss_rule
-from .kinematics import ActionStats
+from .kinematics import ActionNormalization
 from .metrics import displacement_errors
 from .models import build_student, get_model_config
 from .ops import use_rollout
@@ -75,7 +75,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         k: v for k, v in state["model_config"].items() if k != "name"})
     model = build_student(config.model, cfg).to(device)
     model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
-    stats = ActionStats.from_dict(state["action_stats"]).to(device)
+    stats = ActionNormalization.from_dict(state["action_stats"]).to(device)
     dataset = load_dataset(config, args.split)
     attach_action_targets(dataset, actions_cache_dir(config), cfg.dt)
     weights = loss_weights(config, math.inf)  # the reasoning term at its full weight

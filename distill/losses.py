@@ -56,7 +56,7 @@ def yaw_loss(pred_yaw: Tensor, target_yaw: Tensor) -> Tensor:
 
 
 def action_loss(pred_norm: Tensor, target_norm: Tensor) -> Tensor:
-    """MSE on normalized actions (``ActionStats.normalize``).
+    """MSE on normalized actions (``ActionNormalization.normalize``).
 
     Args:
         pred_norm, target_norm: ``(..., 2)`` (acceleration, curvature), normalized.
@@ -69,7 +69,7 @@ def action_loss(pred_norm: Tensor, target_norm: Tensor) -> Tensor:
 
 
 def discrete_action_loss(logits: Tensor, target_bins: Tensor, label_smoothing: float = 0.1) -> Tensor:
-    """Cross-entropy over action bins (``ActionStats.to_bins``) with label smoothing.
+    """Cross-entropy over action bins (``ActionNormalization.to_bins``) with label smoothing.
 
     Args:
         logits: ``(..., T, 2, K)`` scores of the K bins of each action.

@@ -155,13 +155,13 @@ def start_train(world, out: Path, argv: list[str], nproc: int = 0, pause_at: int
                  torchrun_flags)
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float) -> bool:
+def wait_for(predicate, proc: subprocess.Popen | None, timeout: float) -> bool:
     """True once ``predicate()`` holds; False if ``proc`` ended first or the time ran out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             return predicate()
         time.sleep(0.02)
     return False
@@ -199,12 +199,11 @@ def finish(proc: subprocess.Popen, timeout: float = 180, ranks: int = 1) -> Outc
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        code = proc.wait()
+        proc.wait()
         code = None
     marks = proc.marks
     if any((marks / f"paused.{r}").exists() for r in range(ranks)):  # they got that far
-        wait_for(lambda: all((marks / f"exit.{r}").exists() for r in range(ranks)),
-                 subprocess.Popen(["sleep", "60"]), 60)
+        wait_for(lambda: all((marks / f"exit.{r}").exists() for r in range(ranks)), None, 60)
     for f in proc.logs:
         f.close()
     codes = {r: int((marks / f"exit.{r}").read_text()) for r in range(ranks)

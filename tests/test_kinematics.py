@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distill.kinematics import (
-    ActionStats,
+    ActionNormalization,
     actions_from_trajectory,
     estimate_v0,
     unicycle_rollout_reference,
@@ -340,14 +340,14 @@ def test_estimate_v0_batched_float32():
 
 
 # --------------------------------------------------------------------------------------------
-# ActionStats
+# ActionNormalization
 # --------------------------------------------------------------------------------------------
 
 
 def test_action_stats_from_actions_and_round_trips():
     accel = torch.tensor([[1.0, 3.0], [1.0, 3.0]])
     curv = torch.full((2, 2), 0.02)
-    stats = ActionStats.from_actions(accel, curv)
+    stats = ActionNormalization.from_actions(accel, curv)
     torch.testing.assert_close(stats.mean, torch.tensor([2.0, 0.02]))
     torch.testing.assert_close(stats.std, torch.tensor([1.0, 1e-6]))  # curvature: the floor
     actions = torch.randn(5, 64, 2, dtype=F64)
@@ -358,14 +358,14 @@ def test_action_stats_from_actions_and_round_trips():
     buf = io.BytesIO()
     torch.save({"action_stats": stats.to_dict()}, buf)
     buf.seek(0)
-    back = ActionStats.from_dict(torch.load(buf, weights_only=True)["action_stats"])
+    back = ActionNormalization.from_dict(torch.load(buf, weights_only=True)["action_stats"])
     assert torch.equal(back.mean, stats.mean) and torch.equal(back.std, stats.std)
     moved = stats.to(F64)
     assert moved.mean.dtype == moved.std.dtype == F64 and stats.mean.dtype == torch.float32
 
 
 def test_action_stats_bins():
-    stats = ActionStats(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.01]))
+    stats = ActionNormalization(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.01]))
     centers = stats.bin_centers(8)  # width 1 std over [-4, 4] std
     assert centers.shape == (8, 2)
     torch.testing.assert_close(centers[:, 0], 1.0 + 0.5 * (torch.arange(8) - 3.5))
@@ -375,7 +375,7 @@ def test_action_stats_bins():
     far = torch.tensor([[-100.0, 100.0], [1.0 - 2.0, 0.0399]])  # beyond the edges; edge values
     torch.testing.assert_close(stats.to_bins(far, 8), torch.tensor([[0, 7], [0, 7]]))
     with pytest.raises(ValueError, match="shape \\(2,\\)"):
-        ActionStats(torch.zeros(3), torch.ones(3))
+        ActionNormalization(torch.zeros(3), torch.ones(3))
 
 
 def test_dt_has_no_default():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from distill.kinematics import ActionStats
+from distill.kinematics import ActionNormalization
 from distill.losses import position_loss
 from distill.models import build_student, get_model_config
 from distill.multimodal import (best_mode, laplace_mixture_nll, mode_cross_entropy,
@@ -111,7 +111,7 @@ def test_six_mode_student_predicts_and_trains_on_each_input(input_type, output, 
                               {"history_steps": 16, "horizon": 64, "dt": 0.1}))
     model = build_student("baseline", cfg)
     batch = _batch(input_type)
-    stats = ActionStats(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.05]))
+    stats = ActionNormalization(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.05]))
     pred = student_plan(model, batch, cfg, stats)
     assert pred.modes_xy.shape == (2, 6, 64, 2) and pred.modes_yaw.shape == (2, 6, 64)
     assert pred.xy.shape == (2, 64, 2) and pred.probs.shape == (2, 6)
@@ -147,7 +147,7 @@ def test_six_unicycle_modes_start_apart_one_mode_has_no_anchor():
     """The action head starts at zero; the mode anchors' curvatures set the modes apart, from
     right (mode 0) to left (mode 5)."""
     cfg = get_model_config("tiny", num_modes=6)
-    stats = ActionStats(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.03]))
+    stats = ActionNormalization(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.03]))
     with torch.no_grad():
         pred = student_plan(build_student("baseline", cfg), _batch("camera"), cfg, stats)
     assert (pred.modes_xy[0, :, -1, 1].diff() > 1.0).all()  # metres apart at 6.4 s
@@ -179,7 +179,7 @@ def test_single_mode_wta_is_the_plain_position_loss():
              "trajectory_yaw": torch.randn(3, 64, generator=g),
              "action_target": torch.zeros(3, 64, 2)}
     cfg = get_model_config("tiny", output="direct")
-    stats = ActionStats(torch.zeros(2), torch.ones(2))
+    stats = ActionNormalization(torch.zeros(2), torch.ones(2))
     terms = loss_terms(Plan(modes_xy, modes_yaw, None, heads), batch, cfg, stats,
                        LossWeights(0.3, 0.0, 0.0, 0.07, 0.1))
     torch.testing.assert_close(terms["pos"], position_loss(modes_xy[:, 0],

@@ -6,16 +6,16 @@
   (``trapezoid_rows``) that both inverses solve.
 - ``inverse``: our speed at t0 (``estimate_v0``) and trajectory -> actions inverse
   (``actions_from_trajectory``).
-- ``stats``: ``ActionStats``, the actions' normalisation and bins.
+- ``stats``: ``ActionNormalization``, the actions' normalisation and bins.
 - ``teacher`` (with ``teacher_steps``, its smoothed least squares): the teacher's (Alpamayo-R1's)
   own speed estimate and inverse, reproduced (docs/teacher_kinematics.md).
 """
 from .inverse import actions_from_trajectory, estimate_v0
-from .stats import ActionStats
+from .stats import ActionNormalization
 from .unicycle import unicycle_rollout_reference, wrap_angle
 
 __all__ = [
-    "ActionStats",
+    "ActionNormalization",
     "actions_from_trajectory",
     "estimate_v0",
     "unicycle_rollout_reference",

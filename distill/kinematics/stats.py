@@ -1,4 +1,4 @@
-"""The action statistics (``ActionStats``): normalising the actions and cutting them into bins."""
+"""The action statistics (``ActionNormalization``): normalising the actions and cutting them into bins."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,15 +6,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["ActionStats"]
+__all__ = ["ActionNormalization"]
 
 STD_FLOOR = 1e-6  # smallest std of either action (m/s^2 and 1/m)
 BIN_SPAN = 4.0  # action bins span mean +- BIN_SPAN std
 
 
 @dataclass(frozen=True, eq=False)
-class ActionStats:
-    """Per-dimension statistics of the actions (acceleration m/s^2, curvature 1/m).
+class ActionNormalization:
+    """How the student's action heads are normalised: per-dimension mean and std of the
+    training labels' actions (acceleration m/s^2, curvature 1/m). Saved in checkpoints under
+    ``"action_stats"`` (the key keeps its name).
 
     ``mean`` and ``std`` are ``(2,)`` float tensors, in that order; the methods take actions
     ``(..., 2)`` of any dtype and device and return them in that dtype and device.
@@ -27,19 +29,19 @@ class ActionStats:
         for name in ("mean", "std"):
             value = getattr(self, name)
             if not isinstance(value, Tensor) or value.shape != (2,) or not value.is_floating_point():
-                raise ValueError(f"ActionStats.{name} must be a float tensor of shape (2,), got {value!r}")
+                raise ValueError(f"ActionNormalization.{name} must be a float tensor of shape (2,), got {value!r}")
 
     @classmethod
-    def from_actions(cls, accel: Tensor, curvature: Tensor) -> ActionStats:
+    def from_actions(cls, accel: Tensor, curvature: Tensor) -> ActionNormalization:
         """Mean and (population) std over all elements of ``accel`` and ``curvature`` (same
         shape, e.g. ``(N, T)``); the std is floored at ``STD_FLOOR``."""
         actions = torch.stack([accel, curvature], -1).reshape(-1, 2)
         std, mean = torch.std_mean(actions, dim=0, correction=0)
         return cls(mean.detach().clone(), std.detach().clamp(min=STD_FLOOR))
 
-    def to(self, *args, **kwargs) -> ActionStats:
+    def to(self, *args, **kwargs) -> ActionNormalization:
         """A copy with ``mean`` and ``std`` moved by ``Tensor.to(*args, **kwargs)`` (device, dtype)."""
-        return ActionStats(self.mean.to(*args, **kwargs), self.std.to(*args, **kwargs))
+        return ActionNormalization(self.mean.to(*args, **kwargs), self.std.to(*args, **kwargs))
 
     def normalize(self, actions: Tensor) -> Tensor:
         """``(actions - mean) / std``, ``(..., 2)``."""
@@ -54,7 +56,7 @@ class ActionStats:
         return {"mean": self.mean.detach().clone(), "std": self.std.detach().clone()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Tensor]) -> ActionStats:
+    def from_dict(cls, d: dict[str, Tensor]) -> ActionNormalization:
         """The inverse of ``to_dict``."""
         return cls(torch.as_tensor(d["mean"]), torch.as_tensor(d["std"]))
 

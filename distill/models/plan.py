@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..kinematics import ActionStats, estimate_v0
+from ..kinematics import ActionNormalization, estimate_v0
 from ..multimodal import most_probable, take_mode
 from ..ops import unicycle_rollout
 from .config import ModelConfig
@@ -56,7 +56,7 @@ def student_inputs(batch: dict, cfg: ModelConfig) -> tuple:
             estimate_v0(history, cfg.dt))
 
 
-def student_plan(model, batch: dict, cfg: ModelConfig, stats: ActionStats) -> Plan:
+def student_plan(model, batch: dict, cfg: ModelConfig, stats: ActionNormalization) -> Plan:
     """The model's plan for the batch: its heads, decoded into K trajectory modes."""
     scene, history, v0 = student_inputs(batch, cfg)
     heads = model(scene, history, v0)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import losses
-from ..kinematics import ActionStats
+from ..kinematics import ActionNormalization
 from ..models import ModelConfig
 from ..models.plan import Plan
 from ..multimodal import best_mode, laplace_mixture_nll, mode_cross_entropy, take_mode
@@ -37,7 +37,7 @@ def loss_weights(config: RunConfig, epoch: float) -> LossWeights:
                        multimodal=config.multimodal_loss)
 
 
-def loss_terms(plan: Plan, batch: dict, cfg: ModelConfig, stats: ActionStats, w: LossWeights,
+def loss_terms(plan: Plan, batch: dict, cfg: ModelConfig, stats: ActionNormalization, w: LossWeights,
                extra_teacher: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """Scalar terms ``pos``, ``yaw``, ``action``, ``mode``, ``reasoning`` and their weighted
     ``loss``. ``yaw`` and ``action`` supervise the best mode (least ADE; the only one when

@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.sampling import epoch_order
 from ..datasets import miss_rule
-from ..kinematics import ActionStats
+from ..kinematics import ActionNormalization
 from ..models import ModelConfig, build_student
 from . import checkpoint, outputs
 from .accel import Accel, apply_global, resolve
@@ -35,7 +35,7 @@ class RunParts:
     accel: Accel
     train_loader: object  # DaliLoader or TorchLoader: set_epoch(n), len, iter
     val_loader: object
-    stats: ActionStats  # action normalisation (training labels' mean and std)
+    stats: ActionNormalization  # action normalisation (training labels' mean and std)
     cv_ade: float  # constant-velocity ADE of the validation split
     global_batch: int  # samples per optimizer step over all ranks (per micro-batch)
     epoch_samples: int  # global samples per epoch
@@ -107,8 +107,8 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
     cache = actions_cache_dir(config)
     train_actions = torch.from_numpy(attach_action_targets(train_set, cache, cfg.dt))
     attach_action_targets(val_set, cache, cfg.dt)
-    stats = (ActionStats.from_dict(resumed["action_stats"]) if resumed else
-             ActionStats.from_actions(train_actions[..., 0], train_actions[..., 1]))
+    stats = (ActionNormalization.from_dict(resumed["action_stats"]) if resumed else
+             ActionNormalization.from_actions(train_actions[..., 0], train_actions[..., 1]))
     # Every rank must run the same steps: under DDP (and for a graph's static shapes) the last
     # incomplete global batch of an epoch is dropped.
     drop_last = d.enabled or accel.cuda_graphs
@@ -133,7 +133,7 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
 
 
 def _build_model(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
-                 device: torch.device, stats: ActionStats, resumed: dict | None, say):
+                 device: torch.device, stats: ActionNormalization, resumed: dict | None, say):
     """(model, optimizer, EMA, negatives queue, TrainStep), with a resumed run's state."""
     model = build_student(config.model, cfg).to(device)
     if accel.channels_last:
