@@ -1,4 +1,4 @@
-"""The action statistics (``ActionNormalization``): normalising the actions and cutting them into bins."""
+"""How actions are normalised (``ActionNormalization``) and cut into bins."""
 from __future__ import annotations
 
 from dataclasses import dataclass
