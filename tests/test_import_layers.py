@@ -57,3 +57,12 @@ def test_a_back_edge_breaks_its_contract(tmp_path, module, back_edge, contract):
     broken = [line for line in result.stdout.splitlines() if line.rstrip().endswith("BROKEN")]
     assert len(broken) == 1 and contract in broken[0], result.stdout
     assert "1 broken" in result.stdout
+
+
+def test_the_flag_parser_imports_no_implementation():
+    """`python -m distill.train --help` and a bad flag answer without torch, DALI or distill._C."""
+    code = ("import sys, distill.training.args as a; a.build_parser().parse_args(['--model', "
+            "'baseline']); print([m for m in ('torch', 'nvidia.dali', 'distill._C', 'numpy') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
