@@ -26,6 +26,7 @@ from .training.trainer import Trainer
 
 def main(argv=None) -> int:
     parser = build_parser()
+    cli = argv is None  # the command line (not a call from Python): exits after this
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.model is None and not args.resume:
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     d = None
     try:
         # From here on a stop signal to any process of the run stops it at the next step.
-        with StopRequest(args.stop_signals) as stop, use_rollout(args.rollout):
+        with StopRequest(args.stop_signals, linger=cli) as stop, use_rollout(args.rollout):
             resumed = checkpoint.load(args.resume) if args.resume else None
             config = parse_config(parser, argv, resumed and resumed["config"], args.resume or "")
             device = pick_device(args.device)  # this invocation's (a resumed run may move)

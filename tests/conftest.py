@@ -1,4 +1,5 @@
-"""Shared fixtures: one small built-in world per test session."""
+"""Shared fixtures: one small built-in world per test session; ``--slow`` runs the tests marked
+slow (skipped by default)."""
 from __future__ import annotations
 
 import pytest
@@ -15,3 +16,16 @@ def world(tmp_path_factory):
     generate_world(out, WORLD["train"], WORLD["val"], WORLD["seed"], WORLD["resolution"],
                    workers=1)
     return out
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -48,22 +48,25 @@ def loader_flags(loader: str, nproc: int, workers: int = 1) -> list[str]:
 
 # --- the drivers (in the run's processes) ----------------------------------------------------
 
-def _pause(marks: Path, requested) -> None:
-    """Marks the pause and waits until ``requested()`` (or the go file, or 60 s)."""
-    rank = os.environ.get("RANK", "0")
-    (marks / f"paused.{rank}").write_text(str(os.getpid()))
+def _pause(marks: Path) -> None:
+    """Marks the pause and waits until SIGNAL_RUN_SIGNALS (default 1) stop signals reached
+    this process (or the go file exists, or 60 s passed)."""
+    rank, want = os.environ.get("RANK", "0"), int(os.environ.get("SIGNAL_RUN_SIGNALS", "1"))
+    (marks / f".paused.{rank}").write_text(str(os.getpid()))
+    os.replace(marks / f".paused.{rank}", marks / f"paused.{rank}")  # whole when it appears
     deadline = time.monotonic() + 60
-    while not requested() and not (marks / "go").exists() and time.monotonic() < deadline:
+    while _received() < want and not (marks / "go").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     (marks / f"seen.{rank}").touch()
 
 
-def _requested() -> bool:
+def _received() -> int:
+    """Stop signals this process's handler counted (0 before ``data/stop.py`` existed)."""
     try:
         from distill.data.stop import _active
-    except ImportError:  # the code before stop.py: nothing handles the signal here
-        return False
-    return bool(_active and _active[-1].requested)
+    except ImportError:  # the code before stop.py: nothing counts them
+        return 0
+    return _active[-1].received if _active else 0
 
 
 def _drive_train(argv: list[str], pause_at: int, marks: Path) -> int:
@@ -76,7 +79,7 @@ def _drive_train(argv: list[str], pause_at: int, marks: Path) -> int:
         out = update(self, lr)
         calls[0] += 1
         if calls[0] == pause_at:
-            _pause(marks, _requested)
+            _pause(marks)
         return out
 
     TrainStep.update = paused
@@ -95,7 +98,7 @@ def _drive_script(name: str, argv: list[str], pause_at: int, marks: Path) -> int
             out = super().update(n)
             if self.n >= pause_at > 0 and not getattr(self, "done_pausing", False):
                 self.done_pausing = True
-                _pause(marks, _requested)
+                _pause(marks)
             return out
 
     cli.progress = lambda iterable=None, **kw: Paused(iterable, dynamic_ncols=True, **kw)
@@ -133,14 +136,14 @@ class Outcome:
 
 
 def start(cwd, marks: Path, args: list[str], nproc: int = 0, pause_at: int = 0,
-          torchrun_flags: tuple = ()) -> subprocess.Popen:
+          torchrun_flags: tuple = (), signals: int = 1) -> subprocess.Popen:
     """``python tests/signal_run.py ARGS`` (under torchrun with ``nproc`` > 0) in its own
     session from ``cwd``; its output and marks go to ``marks``."""
     marks.mkdir(parents=True, exist_ok=True)
     cmd = ([sys.executable, *TORCHRUN[:-1], f"--nproc_per_node={nproc}", *torchrun_flags]
            if nproc else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SIGNAL_RUN_PAUSE_AT": str(pause_at),
-           "SIGNAL_RUN_MARKS": str(marks)}
+           "SIGNAL_RUN_MARKS": str(marks), "SIGNAL_RUN_SIGNALS": str(signals)}
     logs = [open(marks / name, "w") for name in ("stdout", "stderr")]
     proc = subprocess.Popen([*cmd, str(DRIVER), *args], cwd=cwd, env=env, stdout=logs[0],
                             stderr=logs[1], start_new_session=True)
@@ -149,10 +152,11 @@ def start(cwd, marks: Path, args: list[str], nproc: int = 0, pause_at: int = 0,
 
 
 def start_train(world, out: Path, argv: list[str], nproc: int = 0, pause_at: int = PAUSE_AT,
-                tag: str = "run", torchrun_flags: tuple = ()) -> subprocess.Popen:
+                tag: str = "run", torchrun_flags: tuple = (), signals: int = 1
+                ) -> subprocess.Popen:
     marks = Path(out).parent / f"{Path(out).name}.{tag}"
     return start(world, marks, ["train", *argv, "--output-dir", str(out)], nproc, pause_at,
-                 torchrun_flags)
+                 torchrun_flags, signals)
 
 
 def wait_for(predicate, proc: subprocess.Popen | None, timeout: float) -> bool:
@@ -178,7 +182,7 @@ def signal_when_paused(proc: subprocess.Popen, sig: int, ranks: int = 1, target:
     if not wait_for(lambda: all((marks / f"paused.{r}").exists() for r in range(ranks)), proc,
                     timeout):
         return False
-    groups = {"group": [proc.pid], "all": [proc.pid, *pids()]}.get(target)
+    groups = [proc.pid] if target == "group" else [proc.pid, *pids()] if target == "all" else []
     for _ in range(times):
         if groups:
             for group in dict.fromkeys(groups):
@@ -192,9 +196,10 @@ def signal_when_paused(proc: subprocess.Popen, sig: int, ranks: int = 1, target:
     return True
 
 
-def finish(proc: subprocess.Popen, timeout: float = 180, ranks: int = 1) -> Outcome:
-    """Waits for the run (killing its group after ``timeout``: code None) and for its ranks'
-    exit files (ranks that outlive a dead launcher), and reads its output."""
+def finish(proc: subprocess.Popen, timeout: float = 180, ranks: int = 0) -> Outcome:
+    """Waits for the run (killing its group after ``timeout``: code None) and, under torchrun
+    (``ranks`` > 0), for its ranks' exit files (ranks may outlive a dead launcher), and reads
+    its output."""
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -202,11 +207,11 @@ def finish(proc: subprocess.Popen, timeout: float = 180, ranks: int = 1) -> Outc
         proc.wait()
         code = None
     marks = proc.marks
-    if any((marks / f"paused.{r}").exists() for r in range(ranks)):  # they got that far
+    if ranks and any((marks / f"paused.{r}").exists() for r in range(ranks)):
         wait_for(lambda: all((marks / f"exit.{r}").exists() for r in range(ranks)), None, 60)
     for f in proc.logs:
         f.close()
-    codes = {r: int((marks / f"exit.{r}").read_text()) for r in range(ranks)
+    codes = {r: int((marks / f"exit.{r}").read_text()) for r in range(max(ranks, 1))
              if (marks / f"exit.{r}").exists()}
     return Outcome(code, (marks / "stdout").read_text(), (marks / "stderr").read_text(), codes)
 
@@ -214,12 +219,12 @@ def finish(proc: subprocess.Popen, timeout: float = 180, ranks: int = 1) -> Outc
 def run_signalled(world, out: Path, argv: list[str], sig: int, nproc: int = 0,
                   target: str = "group", times: int = 1, torchrun_flags: tuple = ()) -> Outcome:
     """A training run of ``argv`` paused at PAUSE_AT, signalled, and its outcome."""
-    proc = start_train(world, out, argv, nproc, torchrun_flags=torchrun_flags)
-    ranks = max(nproc, 1)
-    if not signal_when_paused(proc, sig, ranks, target, times):
-        done = finish(proc, ranks=ranks)
+    proc = start_train(world, out, argv, nproc, torchrun_flags=torchrun_flags,
+                       signals=times if target != "all" else 1)
+    if not signal_when_paused(proc, sig, max(nproc, 1), target, times):
+        done = finish(proc, ranks=nproc)
         raise AssertionError(f"the run never paused (exit {done.code}): {done.err[-3000:]}")
-    return finish(proc, ranks=ranks)
+    return finish(proc, ranks=nproc)
 
 
 def latest_state(out: Path) -> dict | None:

@@ -30,7 +30,8 @@ _active: list["StopRequest"] = []  # the StopRequests entered, innermost last
 
 def parse_signals(text: str) -> tuple[signal.Signals, ...]:
     """``"SIGTERM,INT,10"`` -> the signals, in order, once each; ValueError (one line) for an
-    unknown one or one that cannot be handled (SIGKILL, SIGSTOP)."""
+    unknown one, one that cannot be caught (SIGKILL, SIGSTOP) or one that means something else
+    (SIGCHLD, the faults)."""
     found = []
     for item in (part.strip() for part in str(text).split(",")):
         name = item.upper()
@@ -42,6 +43,8 @@ def parse_signals(text: str) -> tuple[signal.Signals, ...]:
                              "numbers, comma-separated)") from None
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             raise ValueError(f"{sig.name} cannot be caught; it cannot stop a run cleanly")
+        if sig in (signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL):
+            raise ValueError(f"{sig.name} reports a child or a fault; it cannot be a stop signal")
         if sig not in found:
             found.append(sig)
     return tuple(found)
@@ -80,10 +83,15 @@ class StopNow(BaseException):
 
 class StopRequest:
     """Turns the first stop signal into ``requested = True`` (the loop checks a Python bool, no
-    device sync) and ``signal_name``; ignores the second; the third raises ``StopNow``."""
+    device sync) and ``signal_name``; ignores the second; the third raises ``StopNow``.
 
-    def __init__(self, signals=None):
+    On leaving, the previous handlers come back, except with ``linger`` after a stop: then the
+    signals stay ignored (a command line on its way out, whose late copies of the signal, e.g.
+    forwarded by a launcher, must not kill a process that has saved)."""
+
+    def __init__(self, signals=None, linger: bool = False):
         self.signals = tuple(signals or parse_signals(DEFAULT_STOP_SIGNALS))
+        self.linger = linger
         self.requested = False
         self.signal_name = ""
         self.received = 0
@@ -109,7 +117,7 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         global _stop_signals
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if self.linger and self.requested else handler)
         _stop_signals = self._outer
         _active.remove(self)
 

@@ -23,6 +23,7 @@ import torch
 
 from ..data.formats import save_npz_atomic
 from ..data.readers import DataError
+from ..data.stop import ignore_in_child, shielded
 from .common import BenchmarkDataset, trajectory_index
 from .vectors import Frame, Track, build_polylines
 
@@ -117,7 +118,9 @@ def load_index(folders: list[Path], cache_dir: Path) -> tuple:
             return keys, z["hist_xy"], z["hist_yaw"], z["fut_xy"], z["fut_yaw"]
     workers = min(os.cpu_count() or 1, 8)
     if len(folders) >= PARALLEL_FROM and workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with shielded():  # its workers leave the stop signals to the trainer (data/stop.py)
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=ignore_in_child)
+        with pool:
             rows = pool.map(index_row, folders, chunksize=64)
     else:
         rows = [index_row(f) for f in folders]

@@ -14,7 +14,8 @@ bit-comparable runs).
 from __future__ import annotations
 
 import os
-import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ def init_distributed(device_type: str, launcher_death_signal: int = 0) -> Dist:
     if world <= 1:
         return Dist()
     if launcher_death_signal and "TORCHELASTIC_RUN_ID" in os.environ:
-        signal_on_parent_death(launcher_death_signal)
+        stop_with_launcher(launcher_death_signal)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device_type == "cuda":
         torch.cuda.set_device(local)
@@ -52,18 +53,21 @@ def init_distributed(device_type: str, launcher_death_signal: int = 0) -> Dist:
     return Dist(rank, world, local)
 
 
-def signal_on_parent_death(sig: int) -> None:
-    """Linux: ``sig`` to this process when its parent (torchrun's agent) dies. The agent
-    forwards the signals it handles (``--signals-to-handle``, default SIGTERM, SIGINT, SIGHUP,
-    SIGQUIT) to the ranks and waits for them; one it does not handle (SIGUSR1 by default) kills
-    it, and without this the ranks, in their own sessions, would train on unseen."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def stop_with_launcher(sig: int) -> None:
+    """Under torchrun: ``sig`` (a stop signal) to this rank, once, if the launcher (its parent,
+    the elastic agent) dies first. The agent forwards the signals it handles
+    (``--signals-to-handle``, default SIGTERM, SIGINT, SIGHUP, SIGQUIT) to the ranks and waits
+    for them; one it does not handle (SIGUSR1 by default) kills it, and the ranks, in sessions
+    of their own, would train on unseen. (A thread watching the parent, not PR_SET_PDEATHSIG:
+    that delivered 3 SIGTERMs to each rank when the agent died, which count as a third.)"""
+    parent = os.getppid()
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the launcher was already gone
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
         os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, daemon=True, name="distill-launcher-watch").start()
 
 
 def close_distributed(d: Dist) -> None:

@@ -1,7 +1,7 @@
 """The trainer: a run's phases, each a method that reads top to bottom.
 
     Trainer(config, ...)   setup: data, model, optimizer, EMA, DDP, the step; resume
-    .fit()                 for each epoch: train_epoch, validate, save; early stop
+    .fit(stop)             for each epoch: train_epoch, validate, save; early stop, a stop signal
     .train_epoch(epoch)    batches -> train_step, progress, divergence guard, stop signal
     .train_step(...)       one micro-batch (and the optimizer step that ends its group)
     .validate(epoch)       the saved weights (EMA when on) on the validation split
