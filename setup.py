@@ -104,6 +104,7 @@ TRAIN = [
     "av==18.1.0",  # PyAV
     PYARROW,
     "scipy==1.17.1",  # egomotion rotations (slerp) of the real-data scripts
+    "tensorboard==2.21.0",  # live curves (distill/training/tensorboard.py)
 ]
 BENCH = [
     "av2==0.3.6",

@@ -16,10 +16,21 @@ FRONT = "camera_front_wide_120fov"
 PRED, TEACHER = "tab:red", "tab:green"
 
 
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def front_camera(images: list[np.ndarray], pred_xy, gt_xy, titles, path: Path) -> Path:
     """Each sample's front-wide frame at t0 (H, W, 3) with predicted and teacher trajectories
     projected by the built-in world's pinhole model of that camera (approximate for real
     footage, whose lenses differ)."""
+    return _save(front_camera_figure(images, pred_xy, gt_xy, titles), path)
+
+
+def front_camera_figure(images: list[np.ndarray], pred_xy, gt_xy, titles):
+    """``front_camera``'s figure, unsaved (TensorBoard's ``add_figure`` closes it)."""
     fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), squeeze=False)
     for ax, img, p, g, title in zip(axes[0], images, pred_xy, gt_xy, titles):
         ax.imshow(img)
@@ -33,13 +44,16 @@ def front_camera(images: list[np.ndarray], pred_xy, gt_xy, titles, path: Path) -
         ax.axis("off")
     axes[0, 0].legend(loc="upper left", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def top_down(pred_xy, gt_xy, titles, path: Path) -> Path:
     """Predicted and teacher trajectories seen from above (x forward is up, y left is left)."""
+    return _save(top_down_figure(pred_xy, gt_xy, titles), path)
+
+
+def top_down_figure(pred_xy, gt_xy, titles):
+    """``top_down``'s figure, unsaved."""
     fig, axes = plt.subplots(1, len(pred_xy), figsize=(2.6 * len(pred_xy), 3.6), squeeze=False)
     for ax, p, g, title in zip(axes[0], pred_xy, gt_xy, titles):
         ax.plot(-g[:, 1], g[:, 0], ".-", color=TEACHER, ms=2, lw=1, label="teacher")
@@ -52,9 +66,7 @@ def top_down(pred_xy, gt_xy, titles, path: Path) -> Path:
     axes[0, 0].set_ylabel("x forward (m)", fontsize=7)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def ade_by_horizon(errors: np.ndarray, cv_errors: np.ndarray, dt: float, path: Path) -> Path:
@@ -69,6 +81,4 @@ def ade_by_horizon(errors: np.ndarray, cv_errors: np.ndarray, dt: float, path: P
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
             if d.enabled and device.type == "cuda":
                 device = torch.device("cuda", d.local_rank)
             trainer = Trainer(config, d, device, resumed, args.resume, args.overwrite,
-                              args.profile)
+                              args.profile, not args.no_tensorboard)
             return trainer.fit(stop)
     except (DataError, ConfigError, checkpoint.CheckpointError, FileExistsError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

@@ -211,6 +211,9 @@ def _checkpoints_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-final-only", action="store_true",
                    help="keep only _best.pt after a clean finish")
     g.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume from")
+    g.add_argument("--no-tensorboard", action="store_true",
+                   help="distill: no live curves in OUTPUT_DIR/tensorboard/{model}_seed{seed}/ "
+                   "(on by default; may differ on resume)")
     g.add_argument("--overwrite", action="store_true",
                    help="distill: replace this run's checkpoints in --output-dir")
     g.add_argument("--stop-signals", type=_signals, default=DEFAULT_STOP_SIGNALS,

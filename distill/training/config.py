@@ -21,7 +21,8 @@ RESUMABLE_OVERRIDES = frozenset({"max_epochs", "patience", "output_dir", "num_wo
                                  "loader", "compile", "precision", "cuda_graphs",
                                  "max_nonfinite_steps"})
 # Flags that are about this invocation, never part of a run's config.
-INVOCATION_ONLY = frozenset({"resume", "overwrite", "rollout", "profile", "stop_signals"})
+INVOCATION_ONLY = frozenset({"resume", "overwrite", "rollout", "profile", "stop_signals",
+                             "no_tensorboard"})
 # Data paths, made absolute when parsed (a saved config finds its data from any folder).
 DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights",
               "nuscenes_root", "argoverse2_root")

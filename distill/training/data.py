@@ -86,6 +86,17 @@ def attach_action_targets(dataset, cache_dir: Path | None, dt: float) -> np.ndar
     return actions
 
 
+def attach_scenarios(dataset) -> list[str]:
+    """The split's scenario names (sorted) and each sample's index into them as the column
+    ``scenario_id`` (per-scenario validation ADE); [] when its labels have no ``scenario``."""
+    labels = dataset.data.labels.get("scenario")
+    if labels is None or len(labels) != len(dataset):
+        return []
+    names, ids = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    dataset.columns["scenario_id"] = ids.astype(np.int64)
+    return names.tolist()
+
+
 def actions_cache_dir(config: RunConfig) -> Path | None:
     if config.offline:
         return None

@@ -16,7 +16,8 @@ from ..models import ModelConfig, build_student
 from . import checkpoint, outputs
 from .accel import Accel, apply_global, resolve
 from .config import ConfigError, RunConfig
-from .data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
+from .data import (actions_cache_dir, attach_action_targets, attach_scenarios, load_dataset,
+                   make_loader)
 from .distributed import Dist
 from .ema import EMA
 from .negatives import NegativeQueue
@@ -24,6 +25,7 @@ from .objective import loss_weights
 from .profiling import StepProfiler
 from .runtime import model_config, optimizer_for, seed_all
 from .step import TrainStep
+from .tensorboard import TensorBoardLog
 from .validate import constant_velocity_errors
 
 
@@ -50,6 +52,8 @@ class RunParts:
     profiler: StepProfiler | None = None
     profile_steps: int = 0
     schedule: str = "cosine"
+    scenarios: list = field(default_factory=list)  # the validation split's scenario names
+    tensorboard: TensorBoardLog | None = None  # rank 0's live curves (--no-tensorboard: None)
 
     def state_dict(self, record: dict | None) -> dict:
         """The whole run as a checkpoint (``record``: the epoch's metrics, None mid-epoch)."""
@@ -65,7 +69,8 @@ class RunParts:
 
 
 def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | None,
-              resume_path: str | None, overwrite: bool, profile_steps: int, say) -> RunParts:
+              resume_path: str | None, overwrite: bool, profile_steps: int, say,
+              tensorboard: bool = True) -> RunParts:
     config_dict = config.to_dict()
     out_dir = (outputs.prepare(config.output_dir, config_dict, resuming=resumed is not None,
                                overwrite=overwrite) if d.is_main else None)
@@ -97,6 +102,8 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
         parts.metrics_log = outputs.MetricsLog(out_dir, config_dict, keep_epochs=parts.run.epoch)
         if profile_steps:
             parts.profiler = StepProfiler(profile_steps, out_dir / "profile_trace.json", device)
+        if tensorboard:  # a resumed run's curves go on; later steps of a previous try: purged
+            parts.tensorboard = TensorBoardLog.open(out_dir, config.prefix, parts.run.step, say)
     return parts
 
 
@@ -107,6 +114,7 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
     cache = actions_cache_dir(config)
     train_actions = torch.from_numpy(attach_action_targets(train_set, cache, cfg.dt))
     attach_action_targets(val_set, cache, cfg.dt)
+    scenarios = attach_scenarios(val_set)
     stats = (ActionNormalization.from_dict(resumed["action_stats"]) if resumed else
              ActionNormalization.from_actions(train_actions[..., 0], train_actions[..., 1]))
     # Every rank must run the same steps: under DDP (and for a graph's static shapes) the last
@@ -129,7 +137,7 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
         f"{f', {d.world_size} ranks' if d.enabled else ''}")
     return dict(train_loader=train_loader, val_loader=val_loader, stats=stats.to(device),
                 cv_ade=float(constant_velocity_errors(val_set.data, cfg.dt).mean()),
-                global_batch=global_batch, epoch_samples=epoch_samples)
+                global_batch=global_batch, epoch_samples=epoch_samples, scenarios=scenarios)
 
 
 def _build_model(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,

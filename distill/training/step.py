@@ -40,6 +40,11 @@ class TrainStep:
         self.guard = NonFiniteGuard(device, model)
         self.sums = torch.zeros(len(SUM_KEYS), device=device)
         self.found = torch.zeros((), device=device)  # any non-finite loss in this group
+        # The last measured gradient norm (before clipping): every step with --grad-clip (it is
+        # computed anyway), else only on steps the trainer marks with ``measure_norm`` (its log
+        # intervals); read by the trainer with its other host reads, never here.
+        self.grad_norm = torch.zeros((), device=device)
+        self.measure_norm = False
 
     def _extra_teacher(self, batch: dict):
         """Reasoning negatives beyond the batch's own rows: the other ranks' rows (DDP: the
@@ -80,6 +85,10 @@ class TrainStep:
             if self.grad_clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 found = torch.maximum(found, NonFiniteGuard.not_finite(norm))
+                self.grad_norm.copy_(norm)
+            elif self.measure_norm:
+                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+                self.grad_norm.copy_(torch.nn.utils.get_total_norm(grads))
             found = all_reduce_sum(found.clone(), self.d).clamp_(max=1)  # the same on every rank
             self.guard.record(found)
             self.guard.restore_if(found)
@@ -90,6 +99,13 @@ class TrainStep:
                 self.ema.update(self.model)
             self.found.zero_()
             self.guard.snapshot()  # the next group's forward may need to be undone
+
+    def read(self) -> tuple[list[float], int, int, float]:
+        """(loss-term sums, non-finite steps in the run, in a row, last gradient norm): one
+        host read, at log intervals."""
+        values = torch.cat([self.sums.float(), torch.stack(
+            [self.guard.total, self.guard.in_a_row, self.grad_norm]).float()]).tolist()
+        return values[:-3], int(values[-3]), int(values[-2]), values[-1]
 
     def whole(self, batch: dict) -> dict:
         """One whole optimizer step on ``batch``: the function a CUDA graph captures

@@ -30,25 +30,29 @@ from .profiling import fetched
 from .runtime import freeze_batchnorm, set_lr
 from .schedule import lr_at
 from .setup import RunParts, build_run
+from .tensorboard import image_epoch
 from .validate import run_validation, selection_metric, to_device
 
 LOG_EVERY = 10  # batches between host reads of the running sums (progress bar, guard)
+PREVIEW_SAMPLES = 4  # fixed validation samples drawn in TensorBoard's trajectory images
 STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' agreement on a stop signal (DDP)
 
 
 class Trainer:
     def __init__(self, config: RunConfig, d: Dist, device: torch.device,
                  resumed: dict | None = None, resume_path: str | None = None,
-                 overwrite: bool = False, profile_steps: int = 0):
+                 overwrite: bool = False, profile_steps: int = 0, tensorboard: bool = True):
         self.config, self.d, self.device = config, d, device
         self.say = print if d.is_main else (lambda *a, **k: None)  # rank 0 speaks and writes
         self.parts: RunParts = build_run(config, d, device, resumed, resume_path, overwrite,
-                                         profile_steps, self.say)
+                                         profile_steps, self.say, tensorboard)
         self.run = self.parts.run
         self.graphed: GraphedStep | None = None  # --cuda-graphs: captured at the first batch
         self.announced = False  # the expected epoch time, said once in a log file
         self.epoch_start = 0.0  # perf_counter at the start of this session's part of the epoch
         self.lr = 0.0  # the learning rate of the last batch
+        self.rw = 0.0  # the reasoning weight of the last batch
+        self.last_log: tuple[list[float], int, float] = ([], 0, 0.0)  # sums, seen, time
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -58,6 +62,13 @@ class Trainer:
         if stop is None:
             with StopRequest() as own:
                 return self.fit(own)
+        try:
+            return self._epochs(stop)
+        finally:
+            if self.parts.tensorboard:
+                self.parts.tensorboard.close()
+
+    def _epochs(self, stop: StopRequest) -> int:
         p, config = self.parts, self.config
         for epoch in range(self.run.epoch + 1, config.max_epochs + 1):
             trained = self.train_epoch(epoch, stop)
@@ -97,6 +108,7 @@ class Trainer:
             freeze_batchnorm(p.model)
         p.train_loader.set_epoch(epoch, skip)
         p.step.sums.zero_()
+        self.last_log = ([0.0] * len(p.step.sums), 0, start)
         seen = 0  # this rank's samples in this session
         # A live bar on a terminal; in a log, one line with the epoch's expected time.
         bar = tqdm(p.train_loader, desc=f"epoch {epoch}/{config.max_epochs}", unit="batch",
@@ -108,7 +120,7 @@ class Trainer:
             seen += len(batch["clip_id"])
             if not stepped:
                 continue
-            if (i + 1) % LOG_EVERY < config.accumulation_steps or i + 1 == len(p.train_loader):
+            if self.log_due(i):
                 self.log_progress(bar, epoch, i, seen, start)
             if ((not self.d.enabled or self.run.step % STOP_CHECK_EVERY == 0)
                     and any_rank(stop.requested, self.d, self.device) and done < p.epoch_samples):
@@ -129,9 +141,10 @@ class Trainer:
         group = min(config.accumulation_steps, len(p.train_loader) - first)
         sync = i + 1 == first + group
         done = skip + min((i + 1) * p.global_batch, p.epoch_samples - skip)  # global samples
-        p.step.reasoning_weight.fill_(reasoning_weight(
+        self.rw = reasoning_weight(
             epoch - 1 + (done - len(batch["clip_id"]) * d.world_size) / p.epoch_samples,
-            config.reasoning_weight, config.reasoning_warmup_epochs))
+            config.reasoning_weight, config.reasoning_warmup_epochs)
+        p.step.reasoning_weight.fill_(self.rw)
         lr = self.lr = lr_at(epoch - 1 + done / p.epoch_samples, config.lr, config.warmup_epochs,
                              config.max_epochs, config.lr_schedule)
         if p.accel.cuda_graphs:  # one whole step per batch (--accumulation-steps 1)
@@ -141,6 +154,7 @@ class Trainer:
             set_lr(p.optimizer, lr)
             self.graphed(batch)
         else:
+            p.step.measure_norm = p.tensorboard is not None and sync and self.log_due(i)
             p.step.micro(batch, 1.0 / group, sync)
             if sync:
                 p.step.update(lr)
@@ -154,12 +168,27 @@ class Trainer:
                 p.profiler = None
         return done, True
 
+    def log_due(self, i: int) -> bool:
+        """Whether the optimizer step that micro-batch ``i`` ends is a log interval's."""
+        return ((i + 1) % LOG_EVERY < self.config.accumulation_steps
+                or i + 1 == len(self.parts.train_loader))
+
     def log_progress(self, bar, epoch: int, i: int, seen: int, start: float) -> None:
-        """At log intervals (one host read): the bar, the divergence guard, the epoch's ETA."""
+        """At log intervals (one host read): the bar, the divergence guard, the epoch's ETA,
+        the live curves."""
         p = self.parts
-        bad, in_a_row = p.step.guard.read()
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{float(p.step.sums[0]) / max(seen, 1):.3f}",
+        sums, bad, in_a_row, grad_norm = p.step.read()
+        now = time.perf_counter()
+        elapsed = now - start
+        if p.tensorboard:
+            last_sums, last_seen, last_time = self.last_log
+            p.tensorboard.log_step(
+                self.run.step, [a - b for a, b in zip(sums, last_sums)], seen - last_seen,
+                now - last_time, self.lr, self.rw, bad,
+                grad_norm if self.config.grad_clip > 0 or not p.accel.cuda_graphs else None,
+                ranks=self.d.world_size)
+            self.last_log = (sums, seen, now)
+        bar.set_postfix(loss=f"{sums[0] / max(seen, 1):.3f}",
                         samples_s=f"{seen / elapsed:.1f}", nonfinite=bad)
         if in_a_row >= self.config.max_nonfinite_steps:
             raise DivergedError(
@@ -180,7 +209,10 @@ class Trainer:
         p = self.parts
         return run_validation(p.ema.model if p.ema else p.model, p.val_loader, p.cfg, p.stats,
                               loss_weights(self.config, epoch), self.device,
-                              action_stats=self.config.log_action_stats, miss=p.miss, d=self.d)
+                              action_stats=self.config.log_action_stats, miss=p.miss, d=self.d,
+                              scenarios=len(p.scenarios),
+                              preview=PREVIEW_SAMPLES if p.tensorboard and image_epoch(
+                                  epoch, self.config.max_epochs) else 0)
 
     def end_epoch(self, epoch: int, trained: EpochTotals, val: dict) -> None:
         """Model selection (val ADE), the epoch's record, its log line and checkpoints."""
@@ -203,6 +235,10 @@ class Trainer:
             p.metrics_log.append(record)
             self.say(outputs.epoch_line(record, self.config.max_epochs, self.run,
                                         p.cfg.num_modes), flush=True)
+            if p.tensorboard:
+                p.tensorboard.log_epoch(self.run.step, epoch, val, p.scenarios)
+                if "preview" in val:
+                    p.tensorboard.log_images(self.run.step, val["preview"])
             outputs.save_epoch(p.out_dir, p.config_dict, p.state_dict(record), epoch, improved,
                                self.config)
 
@@ -213,6 +249,8 @@ class Trainer:
         if not self.d.is_main:
             return
         self.run.samples_in_epoch, self.run.epoch_sums = done, totals.to_list()
+        if p.tensorboard:
+            p.tensorboard.flush()
         path = outputs.save_latest(p.out_dir, p.config_dict, p.state_dict(None))
         self.say(f"stopped by {stop.signal_name or 'a signal on another rank'} at epoch {epoch}, "
                  f"step {self.run.step} ({done}/{p.epoch_samples} samples of the epoch); resume "

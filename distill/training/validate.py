@@ -6,12 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..constants import CAMERAS, IMAGENET_MEAN, IMAGENET_STD
 from ..kinematics import estimate_v0
 from ..metrics import constant_velocity, displacement_errors, min_ade_fde_mr, trajectory_metrics
 from ..models.plan import Plan, student_plan
 from .distributed import Dist, all_reduce_sum, gather_cpu
 from .objective import SUM_KEYS, loss_terms
 
+FRONT_WIDE = "camera_front_wide_120fov"
 MODE_KS = (1, 6)  # minADE_k, minFDE_k, MR_k reported for these k (the benchmarks' k)
 
 
@@ -23,13 +25,17 @@ def to_device(batch: dict, device: torch.device) -> dict:
 @torch.no_grad()
 def run_validation(model, loader, cfg, stats, weights, device,
                    keep_predictions: bool = False, action_stats: bool = False,
-                   miss: str = "final", d: Dist = Dist()) -> dict:
+                   miss: str = "final", d: Dist = Dist(), scenarios: int = 0,
+                   preview: int = 0) -> dict:
     """Mean loss terms (batch-weighted) and mean per-sample metrics over ``loader`` (``miss``:
     the miss rule of MR_k, see ``distill.metrics.min_ade_fde_mr``). Under DDP each rank passes
     its shard of the split and every rank gets the means over all of them. With
     ``keep_predictions`` (one process),
     also the per-sample metrics, predicted (most probable mode) and teacher xy and the keys;
-    with ``action_stats`` (unicycle modes), predicted vs teacher action statistics."""
+    with ``action_stats`` (unicycle modes), predicted vs teacher action statistics; with
+    ``scenarios`` (the batches' ``scenario_id`` runs below it), ``scenario_ade``: the mean ADE
+    of each scenario (None: none in the split); with ``preview``, ``preview``: that many
+    samples of this rank's first batch (``preview_samples``)."""
     model.eval()
     sums: dict[str, torch.Tensor] = {}
     per_sample: dict[str, list] = {}
@@ -37,6 +43,8 @@ def run_validation(model, loader, cfg, stats, weights, device,
             "target_actions": []}
     embeddings = []  # (student, teacher, coc_id) per batch, reasoning students only
     count = 0
+    by_scenario = torch.zeros(2 * scenarios, device=device, dtype=torch.float64)
+    shown = None
     for batch in loader:
         batch = to_device(batch, device)
         plan = student_plan(model, batch, cfg, stats)
@@ -48,6 +56,12 @@ def run_validation(model, loader, cfg, stats, weights, device,
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + v.sum()
             per_sample.setdefault(k, []).append(v)
+        if scenarios:  # ADE sums, then counts, per scenario
+            ids = batch["scenario_id"].long()
+            by_scenario.index_add_(0, ids, metrics["ade"].double())
+            by_scenario.index_add_(0, ids + scenarios, torch.ones_like(metrics["ade"]).double())
+        if preview and shown is None:
+            shown = preview_samples(plan, batch, preview)
         if "embedding" in plan.heads:
             embeddings.append((plan.heads["embedding"], batch["coc_embedding"], batch["coc_id"]))
         if keep_predictions:
@@ -60,10 +74,18 @@ def run_validation(model, loader, cfg, stats, weights, device,
             kept["target_actions"].append(batch["action_target"])
         count += n
     keys = sorted(sums)
-    totals = torch.stack([torch.as_tensor(sums[k], device=device, dtype=torch.float64)
-                          for k in keys] + [torch.tensor(float(count), device=device).double()])
-    totals = all_reduce_sum(totals, d)  # (keys + 1,) sums over ranks, then the sample count
-    result = dict(zip(keys, (totals[:-1] / totals[-1]).tolist()))  # one read-back
+    totals = torch.cat([torch.stack([torch.as_tensor(sums[k], device=device, dtype=torch.float64)
+                                     for k in keys]
+                                    + [torch.tensor(float(count), device=device).double()]),
+                        by_scenario])
+    totals = all_reduce_sum(totals, d)  # (keys + 1 + 2 S,): sums, the sample count, scenarios
+    values = totals.tolist()  # one read-back
+    result = {k: v / values[len(keys)] for k, v in zip(keys, values)}
+    if scenarios:
+        ade, n = values[len(keys) + 1:len(keys) + 1 + scenarios], values[-scenarios:]
+        result["scenario_ade"] = [a / c if c else None for a, c in zip(ade, n)]
+    if shown is not None:
+        result["preview"] = {k: v.cpu() if v is not None else None for k, v in shown.items()}
     result["coc_top1"] = result["coc_top5"] = None  # no embedding (baseline): null in the log
     if embeddings:
         student, teacher, ids = (gather_cpu(torch.cat(parts), d) for parts in zip(*embeddings))
@@ -77,6 +99,19 @@ def run_validation(model, loader, cfg, stats, weights, device,
         result["gt_xy"] = torch.cat(kept["gt_xy"]).cpu()
         result["keys"] = list(zip(kept["clip_id"], torch.cat(kept["t0_us"]).tolist()))
     return result
+
+
+def preview_samples(plan: Plan, batch: dict, n: int) -> dict:
+    """The first ``n`` samples' predicted and teacher xy (n, T, 2) and front-wide frame at t0
+    (n, H, W, 3, in [0, 1] before clipping; None without camera frames), on the device."""
+    front = None
+    if "frames" in batch:
+        rgb = batch["frames"][:n, CAMERAS.index(FRONT_WIDE), -3:].float()  # (n, 3, H, W)
+        mean = rgb.new_tensor(IMAGENET_MEAN)[:, None, None]
+        std = rgb.new_tensor(IMAGENET_STD)[:, None, None]
+        front = (rgb * std + mean).permute(0, 2, 3, 1)
+    return {"pred_xy": plan.xy[:n].float(), "gt_xy": batch["trajectory_xyz"][:n, :, :2].float(),
+            "front": front}
 
 
 def coc_retrieval(student: Tensor, teacher: Tensor, ids: Tensor, ks=(1, 5)) -> Tensor:
