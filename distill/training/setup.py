@@ -51,7 +51,6 @@ class RunParts:
     metrics_log: outputs.MetricsLog | None = None
     profiler: StepProfiler | None = None
     profile_steps: int = 0
-    schedule: str = "cosine"
     scenarios: list = field(default_factory=list)  # the validation split's scenario names
     tensorboard: TensorBoardLog | None = None  # rank 0's live curves (--no-tensorboard: None)
 
@@ -63,7 +62,8 @@ class RunParts:
                 "optimizer": self.optimizer.state_dict(),
                 "negatives": self.negatives.state_dict() if self.negatives is not None else None,
                 "guard": self.step.guard.state_dict(),
-                "scheduler": {"schedule": self.schedule, "step": self.run.step},
+                "scheduler": {"schedule": self.config_dict["lr_schedule"],
+                              "step": self.run.step},
                 "run": self.run.as_dict(), "rng": checkpoint.rng_state(),
                 "action_stats": self.stats.to_dict(), "metrics": record}
 
@@ -87,7 +87,7 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
                                                           data["stats"], resumed, say)
     parts = RunParts(config_dict, out_dir, cfg, accel, model=model, optimizer=optimizer,
                      ema=ema, negatives=negatives, step=step, miss=miss_rule(config.benchmark),
-                     profile_steps=profile_steps, schedule=config.lr_schedule, **data)
+                     profile_steps=profile_steps, **data)
     if resumed:
         parts.run = outputs.RunState(**resumed["run"])
         if d.is_main:
