@@ -34,3 +34,9 @@ EMBED_DIM = 384  # the teacher's reasoning embedding (all-MiniLM-L6-v2)
 MODEL_SIZES = ("tiny", "110m", "500m")  # student presets (distill.models.config)
 ROLLOUTS = ("fused", "reference")  # unicycle rollout implementations (distill.ops)
 BENCHMARK_INPUT_TYPES = {"nuscenes": "raster", "argoverse2": "vector"}  # what each one feeds
+# Estimators of the speed at t0 and of the trajectory -> actions inverse (distill.kinematics):
+# ours, or the teacher's (Alpamayo-R1's, reproduced); "auto" = the teacher's when the labels'
+# provenance names Alpamayo-R1, else ours (docs/teacher_kinematics.md).
+KINEMATICS = ("distill", "teacher")
+KINEMATICS_CHOICES = ("auto", *KINEMATICS)
+ACTION_STATS_SOURCES = ("labels", "teacher")  # where the action normalisation comes from

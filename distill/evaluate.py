@@ -1,8 +1,10 @@
-"""python -m distill.evaluate --checkpoint PATH [--split val]
+"""python -m distill.evaluate --checkpoint PATH [--split val] [--submission PATH]
 
 Evaluates the weights a run selected (EMA when the run used it) on a split and writes, next to
 the checkpoint (or to --output-dir): eval.json (the trainer's val metrics, per-scenario ADE/FDE
-for built-in world data, ADE per horizon step) and PNG plots."""
+for built-in world data, ADE per horizon step; for a benchmark, its leaderboard's metric set
+computed by the devkit) and PNG plots. --submission also writes a benchmark's predictions as
+its challenge submission file (docs/datasets.md)."""
 from __future__ import annotations
 
 import argparse
@@ -17,17 +19,16 @@ from . import plots
 from .constants import ROLLOUTS
 from .data.readers import DataError, one_line, read_frames
 from .datasets import miss_rule
-from .kinematics import ActionNormalization
+from .datasets.leaderboard import leaderboard, leaderboard_line, predict_modes
 from .metrics import displacement_errors
-from .models import build_student, get_model_config
 from .ops import use_rollout
 from .training import checkpoint
-from .training.args import parser_defaults
-from .training.config import ConfigError, RunConfig
+from .training.config import ConfigError
 from .training.data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
 from .training.objective import loss_weights
 from .training.outputs import ADDED_VAL_KEYS
 from .training.runtime import pick_device
+from .training.trained import load_student
 from .training.validate import constant_velocity_errors, run_validation
 
 
@@ -43,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="unicycle rollout: the compiled op or plain PyTorch (same results)")
+    p.add_argument("--submission", default=None, metavar="PATH",
+                   help="benchmark checkpoints: also write the predictions as the challenge "
+                   "submission file (nuScenes: JSON of the devkit's Prediction objects; "
+                   "Argoverse 2: av2's ChallengeSubmission parquet)")
     return p.parse_args(argv)
 
 
@@ -62,36 +67,35 @@ def front_images(dataset, indices) -> list[np.ndarray]:
         if dataset.data.frame_paths:
             out.append(read_frames(dataset.data.frame_paths[i])["frames"][1, -1])
         else:
-            f = dataset.frames(i)[1, -3:].permute(1, 2, 0).numpy()
+            f = dataset.frames(int(i))[1, -3:].permute(1, 2, 0).numpy()
             out.append(np.clip((f * 0.25 + 0.5) * 255, 0, 255).astype(np.uint8))
     return out
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    state = checkpoint.load(args.checkpoint)
-    config = RunConfig.from_dict(state["config"], parser_defaults())
     device = pick_device(args.device)
-    cfg = get_model_config(config.model_size, **{
-        k: v for k, v in state["model_config"].items() if k != "name"})
-    model = build_student(config.model, cfg).to(device)
-    model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
-    stats = ActionNormalization.from_dict(state["action_stats"]).to(device)
+    student = load_student(args.checkpoint, device)
+    state, config, cfg = student.state, student.config, student.cfg
+    model, stats = student.model, student.stats
+    if args.submission and config.benchmark is None:
+        raise ConfigError(f"--submission: {args.checkpoint} was not trained on a benchmark "
+                          "(--benchmark nuscenes or argoverse2); only those have a challenge")
     dataset = load_dataset(config, args.split)
-    attach_action_targets(dataset, actions_cache_dir(config), cfg.dt)
+    attach_action_targets(dataset, actions_cache_dir(config), cfg.dt, cfg.kinematics)
     weights = loss_weights(config, math.inf)  # the reasoning term at its full weight
     loader = make_loader(dataset, args.batch_size, args.num_workers)
     result = run_validation(model, loader, cfg, stats, weights, device, keep_predictions=True,
                             miss=miss_rule(config.benchmark))
     # Rows come back in dataset order (no shuffling), so they align with dataset.data.
     errors = displacement_errors(result["pred_xy"], result["gt_xy"]).numpy()
-    cv_errors = constant_velocity_errors(dataset.data, cfg.dt).numpy()
+    cv_errors = constant_velocity_errors(dataset.data, cfg.dt, cfg.kinematics).numpy()
     report = {f"val_{k}": result[k] for k in ("loss", "ade", "fde", "ade_1s", "ade_2s",
                                               "ade_3s", "yaw_err_deg")}
     # The keys added after the guide's in metrics.jsonl (minADE_k, minFDE_k, MR_k, ...).
     report.update({key: result[key[len("val_"):]] for key in ADDED_VAL_KEYS})
     report.update(cv_ade=float(cv_errors.mean()), split=args.split, samples=len(dataset),
                   checkpoint=str(args.checkpoint), epoch=state["run"]["epoch"],
-                  weights="ema" if state["ema"] is not None else "model",
+                  weights=student.weights,
                   ade_by_step=[round(float(e), 4) for e in errors.mean(0)])
     scen = dataset.data.labels.get("scenario")
     if scen is not None:
@@ -103,6 +107,10 @@ def evaluate(args: argparse.Namespace) -> dict:
                 "minADE_6": float(per["minADE_6"][scen == s].mean()),
                 "minFDE_6": float(per["minFDE_6"][scen == s].mean())}
             for s in np.unique(scen)}
+    if config.benchmark:  # the leaderboard's metric set, by the devkit's own code
+        report["leaderboard"] = leaderboard(
+            dataset, config.benchmark, predict_modes(model, loader, cfg, stats, device),
+            Path(args.submission) if args.submission else None)
     out = Path(args.output_dir or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
     idx = plot_samples(dataset, args.num_plots)
@@ -133,6 +141,10 @@ def main(argv=None) -> int:
     for s, r in report.get("per_scenario", {}).items():
         print(f"  {s:<17} n={r['samples']:<4} ADE {r['ade']:.2f} m  FDE {r['fde']:.2f} m  "
               f"minADE_6 {r['minADE_6']:.2f} m  (cv ADE {r['cv_ade']:.2f})")
+    if "leaderboard" in report:
+        print(f"  {leaderboard_line(report['leaderboard'])}")
+    if args.submission:
+        print(f"wrote the submission {args.submission}")
     print(f"wrote {Path(report['plots'][0]).parent / 'eval.json'} and "
           f"{', '.join(Path(p).name for p in report['plots'])}")
     return 0

@@ -162,8 +162,11 @@ def _smoothing_gram(n: int, order: int, lam: float, dt: float, like: Tensor) -> 
 
 
 def _cholesky_solve(lhs: Tensor, rhs: Tensor) -> Tensor:
-    """Solves ``lhs x = rhs`` for SPD ``lhs`` (..., n, n), ``rhs`` (..., n)."""
-    chol = torch.linalg.cholesky(lhs)
+    """Solves ``lhs x = rhs`` for SPD ``lhs`` (..., n, n), ``rhs`` (..., n). Its callers add a
+    positive ridge, so ``lhs`` is SPD for finite inputs; the factorisation's status is not
+    read back (no device sync: the student's v0 runs inside a captured CUDA graph), and
+    non-finite inputs give non-finite outputs instead of an error."""
+    chol = torch.linalg.cholesky_ex(lhs).L
     return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
 
 

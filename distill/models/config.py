@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..constants import MODEL_SIZES
+from ..constants import KINEMATICS, MODEL_SIZES
 
 BACKBONES = ("resnet18", "resnet50", "resnet101")
 OUTPUTS = ("unicycle", "direct")
@@ -40,6 +40,9 @@ class ModelConfig:
     input_type: str = "camera"  # one of INPUT_TYPES
     raster_channels: int = 3  # raster input: RGB of the devkit's rasterizer
     polyline_features: int = 10  # vector input: features per point (benchmarks/vectors.py)
+    # Estimators of the speed at t0 (the rollout's start) and of the action targets: ours or
+    # the teacher's (distill.kinematics.choice); checkpoints without it used ours.
+    kinematics: str = "distill"
 
     def __post_init__(self):
         def check(ok: bool, message: str):
@@ -48,6 +51,8 @@ class ModelConfig:
 
         check(self.backbone in BACKBONES, f"backbone {self.backbone!r} is not one of {BACKBONES}")
         check(self.output in OUTPUTS, f"output {self.output!r} is not one of {OUTPUTS}")
+        check(self.kinematics in KINEMATICS,
+              f"kinematics {self.kinematics!r} is not one of {KINEMATICS}")
         check(self.input_type in INPUT_TYPES,
               f"input_type {self.input_type!r} is not one of {INPUT_TYPES}")
         check(not self.discrete_actions or self.output == "unicycle",

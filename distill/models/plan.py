@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..kinematics import ActionNormalization, estimate_v0
+from ..kinematics import ActionNormalization, speed_at_t0
 from ..multimodal import most_probable, take_mode
 from ..ops import unicycle_rollout
 from .config import ModelConfig
@@ -50,10 +50,10 @@ def scene_input(batch: dict, cfg: ModelConfig):
 
 def student_inputs(batch: dict, cfg: ModelConfig) -> tuple:
     """(scene, history (B, S, 4), v0 (B,)): what ``Student.forward`` takes, from a batch; v0 is
-    estimated from the history in the batch's dtype (float32)."""
-    history = batch["ego_history_xyz"]
-    return (scene_input(batch, cfg), history_input(history, batch["ego_history_rot"]),
-            estimate_v0(history, cfg.dt))
+    estimated from the history by ``cfg.kinematics``' estimator, in the batch's dtype."""
+    xyz, rot = batch["ego_history_xyz"], batch["ego_history_rot"]
+    return (scene_input(batch, cfg), history_input(xyz, rot),
+            speed_at_t0(cfg.kinematics, xyz, rot, cfg.dt))
 
 
 def student_plan(model, batch: dict, cfg: ModelConfig, stats: ActionNormalization) -> Plan:

@@ -9,7 +9,8 @@ import argparse
 import importlib.util
 import os
 
-from ..constants import BENCHMARK_INPUT_TYPES, MODEL_SIZES, ROLLOUTS
+from ..constants import (ACTION_STATS_SOURCES, BENCHMARK_INPUT_TYPES, KINEMATICS_CHOICES,
+                         MODEL_SIZES, ROLLOUTS)
 from ..data.stop import DEFAULT_STOP_SIGNALS, parse_signals
 from .config import DATA_PATHS, INVOCATION_ONLY, ConfigError, RunConfig, resolve_resume
 
@@ -169,6 +170,16 @@ def _outputs_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="distill: unicycle rollout implementation: the compiled op, or plain "
                    "PyTorch (same results, for A/B; docs/compiled_ops.md)")
+    g.add_argument("--kinematics", choices=KINEMATICS_CHOICES, default="auto",
+                   help="distill: estimators of the speed at t0 and of the action targets: ours "
+                   "or the teacher's (Alpamayo-R1's); auto: the teacher's when the training "
+                   "labels' provenance names Alpamayo-R1 (docs/teacher_kinematics.md)")
+    g.add_argument("--action-stats", choices=ACTION_STATS_SOURCES, default="labels",
+                   help="distill: action normalisation from the training labels' actions, or "
+                   "from the teacher checkpoint's action space (--teacher-config)")
+    g.add_argument("--teacher-config", default=None, metavar="PATH",
+                   help="distill: the teacher checkpoint's config.json (or its folder), read "
+                   "by --action-stats teacher")
 
 
 def _benchmarks_flags(p: argparse.ArgumentParser) -> None:
@@ -178,8 +189,9 @@ def _benchmarks_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-type", choices=("camera", "raster", "vector"), default="camera",
                    help="input modality: camera (the guide's data), raster (nuScenes BEV), "
                    "vector (Argoverse 2 polylines)")
-    g.add_argument("--num-modes", type=int, choices=(1, 6), default=1,
-                   help="number of predicted trajectory modes")
+    g.add_argument("--num-modes", type=int, choices=range(1, 26), default=1, metavar="K",
+                   help="number of predicted trajectory modes, 1 to 25 (nuScenes scores up to "
+                   "25); 1 or 6 are the usual choices (docs/datasets.md)")
     g.add_argument("--multimodal-loss", choices=("wta", "nll"), default="wta",
                    help="wta: best mode regressed + mode cross-entropy; nll: Laplace mixture "
                    "likelihood")
@@ -280,6 +292,10 @@ def check_combinations(config: RunConfig) -> None:
         raise ConfigError("--discrete-actions needs unicycle mode; drop --no-unicycle")
     if config.reasoning_negatives == "queue" and config.model != "reasoning":
         raise ConfigError("--reasoning-negatives queue needs --model reasoning")
+    if (config.action_stats == "teacher") != (config.teacher_config is not None):
+        raise ConfigError("--action-stats teacher needs --teacher-config PATH" if
+                          config.teacher_config is None else
+                          "--teacher-config is only read with --action-stats teacher")
     if config.overfit_tiny and (config.max_train_samples or config.max_val_samples):
         raise ConfigError("--overfit-tiny sets both splits; drop --max-train/val-samples")
     check_benchmark(config)

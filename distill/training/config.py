@@ -25,7 +25,7 @@ INVOCATION_ONLY = frozenset({"resume", "overwrite", "rollout", "profile", "stop_
                              "no_tensorboard"})
 # Data paths, made absolute when parsed (a saved config finds its data from any folder).
 DATA_PATHS = ("train_labels", "val_labels", "frames_dir", "ego_history_dir", "backbone_weights",
-              "nuscenes_root", "argoverse2_root")
+              "nuscenes_root", "argoverse2_root", "teacher_config")
 
 
 class ConfigError(ValueError):
@@ -81,6 +81,9 @@ class RunConfig:
     discrete_actions: bool
     num_action_bins: int
     label_smoothing: float
+    kinematics: str
+    action_stats: str
+    teacher_config: str | None
     # benchmarks
     benchmark: str | None
     input_type: str

@@ -12,13 +12,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import formats
-from ..data.batch import collate, yaw_from_rot
+from ..data.batch import collate
 from ..data.dataset import SampleDataset
 from ..data.readers import SplitData, load_split
 from ..data.sampling import EpochSampler
 from ..data.stop import shielded, worker_init
 from ..datasets import load_benchmark_split
-from ..kinematics import actions_from_trajectory, estimate_v0
+from ..kinematics import trajectory_actions
 from ..world.offline import OfflineDataset, offline_split
 from .config import RunConfig
 
@@ -50,33 +50,42 @@ def load_dataset(config: RunConfig, split: str):
     return SampleDataset(data.subset(limit) if limit else data, config.resolution)
 
 
-def _digest(data: SplitData, dt: float) -> str:
-    h = hashlib.sha1(ACTIONS_CACHE_VERSION + repr(dt).encode())
-    for a in (data.labels["trajectory_xyz"], data.labels["trajectory_rot"],
-              data.history["ego_history_xyz"]):
+def _digest(data: SplitData, dt: float, kinematics: str) -> str:
+    # Ours hashes what it did before the teacher's existed (the caches written then still hold);
+    # the teacher's also reads the history's rotations.
+    arrays = [data.labels["trajectory_xyz"], data.labels["trajectory_rot"],
+              data.history["ego_history_xyz"]]
+    tag = b""
+    if kinematics != "distill":
+        tag, arrays = kinematics.encode(), arrays + [data.history["ego_history_rot"]]
+    h = hashlib.sha1(ACTIONS_CACHE_VERSION + repr(dt).encode() + tag)
+    for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
 
-def teacher_actions(data: SplitData, dt: float) -> np.ndarray:
+def teacher_actions(data: SplitData, dt: float, kinematics: str) -> np.ndarray:
     """(N, T, 2) float32 acceleration and curvature that reproduce each teacher trajectory from
-    the speed estimated (in float64) from its history: the inverse of the unicycle rollout."""
-    xyz = torch.from_numpy(data.labels["trajectory_xyz"]).double()
-    yaw = torch.from_numpy(yaw_from_rot(data.labels["trajectory_rot"])).double()
-    v0 = estimate_v0(torch.from_numpy(data.history["ego_history_xyz"]).double(), dt)
-    accel, curvature = actions_from_trajectory(xyz, yaw, v0, dt)
+    the speed estimated (in float64) from its history, by ``kinematics``' estimators
+    (``distill.kinematics.trajectory_actions``)."""
+    _, accel, curvature = trajectory_actions(
+        kinematics, *(torch.from_numpy(data.history[k]).double()
+                      for k in ("ego_history_xyz", "ego_history_rot")),
+        *(torch.from_numpy(data.labels[k]) for k in ("trajectory_xyz", "trajectory_rot")), dt)
     return torch.stack([accel, curvature], -1).float().numpy()
 
 
-def attach_action_targets(dataset, cache_dir: Path | None, dt: float) -> np.ndarray:
+def attach_action_targets(dataset, cache_dir: Path | None, dt: float,
+                          kinematics: str = "distill") -> np.ndarray:
     """Adds the split's teacher actions (N, T, 2) to the dataset's per-sample columns, so every
     batch carries them as ``action_target``; read from / written to ``cache_dir`` (None: no
     cache; a read-only folder: computed again next time). Returns them."""
-    cache = cache_dir / f"actions_{_digest(dataset.data, dt)}.npz" if cache_dir else None
+    digest = _digest(dataset.data, dt, kinematics)
+    cache = cache_dir / f"actions_{digest}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         actions = np.load(cache)["actions"]
     else:
-        actions = teacher_actions(dataset.data, dt)
+        actions = teacher_actions(dataset.data, dt, kinematics)
         if cache is not None:
             try:
                 formats.save_npz_atomic(cache, actions=actions)

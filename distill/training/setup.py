@@ -3,16 +3,18 @@ data and loaders, action targets and their statistics, the student, optimizer, E
 and the training step; a resumed run's state restored into them."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.provenance import is_alpamayo
 from ..data.sampling import epoch_order
 from ..datasets import miss_rule
 from ..kinematics import ActionNormalization
 from ..models import ModelConfig, build_student
+from ..teachers.action_space import teacher_action_normalization
 from . import checkpoint, outputs
 from .accel import Accel, apply_global, resolve
 from .config import ConfigError, RunConfig
@@ -37,7 +39,7 @@ class RunParts:
     accel: Accel
     train_loader: object  # DaliLoader or TorchLoader: set_epoch(n), len, iter
     val_loader: object
-    stats: ActionNormalization  # action normalisation (training labels' mean and std)
+    stats: ActionNormalization  # action normalisation (training labels' or the teacher's)
     cv_ade: float  # constant-velocity ADE of the validation split
     global_batch: int  # samples per optimizer step over all ranks (per micro-batch)
     epoch_samples: int  # global samples per epoch
@@ -53,6 +55,7 @@ class RunParts:
     profile_steps: int = 0
     scenarios: list = field(default_factory=list)  # the validation split's scenario names
     tensorboard: TensorBoardLog | None = None  # rank 0's live curves (--no-tensorboard: None)
+    provenance: dict | None = None  # the training labels' (None: they have none)
 
     def state_dict(self, record: dict | None) -> dict:
         """The whole run as a checkpoint (``record``: the epoch's metrics, None mid-epoch)."""
@@ -65,7 +68,8 @@ class RunParts:
                 "scheduler": {"schedule": self.config_dict["lr_schedule"],
                               "step": self.run.step},
                 "run": self.run.as_dict(), "rng": checkpoint.rng_state(),
-                "action_stats": self.stats.to_dict(), "metrics": record}
+                "action_stats": self.stats.to_dict(), "provenance": self.provenance,
+                "metrics": record}
 
 
 def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | None,
@@ -75,19 +79,22 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
     out_dir = (outputs.prepare(config.output_dir, config_dict, resuming=resumed is not None,
                                overwrite=overwrite) if d.is_main else None)
     seed_all(config.seed + d.rank)  # rank 0 draws what one process would; DDP copies its weights
-    cfg = model_config(config)  # horizon, history length and dt: the benchmark's when given
+    splits = load_dataset(config, "train"), load_dataset(config, "val")
+    provenance = splits[0].data.provenance
+    cfg = replace(model_config(config),  # horizon, history length and dt: the benchmark's
+                  kinematics=run_kinematics(config.kinematics, provenance, resumed, say))
     accel = resolve(config.precision, config.cuda_graphs, config.accumulation_steps, device.type,
                     device.type == "cuda" and torch.cuda.is_bf16_supported(), d.enabled,
                     config.reasoning_negatives == "queue")
     apply_global(accel)
     for note in accel.notes:
         say(note)
-    data = _build_data(config, cfg, accel, d, device, resumed, say)
+    data = _build_data(config, cfg, accel, d, device, resumed, splits, say)
     model, optimizer, ema, negatives, step = _build_model(config, cfg, accel, d, device,
                                                           data["stats"], resumed, say)
     parts = RunParts(config_dict, out_dir, cfg, accel, model=model, optimizer=optimizer,
                      ema=ema, negatives=negatives, step=step, miss=miss_rule(config.benchmark),
-                     profile_steps=profile_steps, **data)
+                     profile_steps=profile_steps, provenance=provenance, **data)
     if resumed:
         parts.run = outputs.RunState(**resumed["run"])
         if d.is_main:
@@ -107,16 +114,41 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
     return parts
 
 
+def run_kinematics(flag: str, provenance: dict | None, resumed: dict | None, say) -> str:
+    """The estimators of v0 and the action targets (``--kinematics``; ``auto``: the teacher's
+    for Alpamayo-R1 labels, else ours); a resumed run keeps its checkpoint's (ours when it
+    predates the choice)."""
+    if resumed:
+        return resumed["model_config"].get("kinematics", "distill")
+    kind = flag if flag != "auto" else "teacher" if is_alpamayo(provenance) else "distill"
+    source = (provenance or {}).get("teacher_model", "unknown teacher")
+    whose = "the teacher's" if kind == "teacher" else "our"
+    why = f"--kinematics {flag}" if flag != "auto" else f"labels by {source}"
+    say(f"kinematics: {whose} estimators of v0 and the action targets ({why})")
+    return kind
+
+
+def action_normalization(config: RunConfig, cfg: ModelConfig, train_actions: torch.Tensor,
+                         resumed: dict | None) -> ActionNormalization:
+    """The checkpoint's on resume, else the teacher config's (``--action-stats teacher``) or
+    the training labels' actions' mean and std."""
+    if resumed:
+        return ActionNormalization.from_dict(resumed["action_stats"])
+    if config.action_stats == "teacher":
+        return teacher_action_normalization(config.teacher_config, cfg.dt, cfg.horizon)
+    return ActionNormalization.from_actions(train_actions[..., 0], train_actions[..., 1])
+
+
 def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
-                device: torch.device, resumed: dict | None, say) -> dict:
+                device: torch.device, resumed: dict | None, splits: tuple, say) -> dict:
     """The loaders, action statistics and the epoch's sizes (RunParts' data fields)."""
-    train_set, val_set = load_dataset(config, "train"), load_dataset(config, "val")
+    train_set, val_set = splits
     cache = actions_cache_dir(config)
-    train_actions = torch.from_numpy(attach_action_targets(train_set, cache, cfg.dt))
-    attach_action_targets(val_set, cache, cfg.dt)
+    train_actions = torch.from_numpy(attach_action_targets(train_set, cache, cfg.dt,
+                                                           cfg.kinematics))
+    attach_action_targets(val_set, cache, cfg.dt, cfg.kinematics)
     scenarios = attach_scenarios(val_set)
-    stats = (ActionNormalization.from_dict(resumed["action_stats"]) if resumed else
-             ActionNormalization.from_actions(train_actions[..., 0], train_actions[..., 1]))
+    stats = action_normalization(config, cfg, train_actions, resumed)
     # Every rank must run the same steps: under DDP (and for a graph's static shapes) the last
     # incomplete global batch of an epoch is dropped.
     drop_last = d.enabled or accel.cuda_graphs
@@ -136,7 +168,7 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
         f"{' (offline: random images)' if config.offline else ''}; device {device}"
         f"{f', {d.world_size} ranks' if d.enabled else ''}")
     return dict(train_loader=train_loader, val_loader=val_loader, stats=stats.to(device),
-                cv_ade=float(constant_velocity_errors(val_set.data, cfg.dt).mean()),
+                cv_ade=float(constant_velocity_errors(val_set.data, cfg.dt, cfg.kinematics).mean()),
                 global_batch=global_batch, epoch_samples=epoch_samples, scenarios=scenarios)
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..constants import CAMERAS, IMAGENET_MEAN, IMAGENET_STD
-from ..kinematics import estimate_v0
+from ..kinematics import speed_at_t0
 from ..metrics import constant_velocity, displacement_errors, min_ade_fde_mr, trajectory_metrics
 from ..models.plan import Plan, student_plan
 from .distributed import Dist, all_reduce_sum, gather_cpu
@@ -139,13 +139,16 @@ def action_summary(pred, target) -> dict:
     return out
 
 
-def constant_velocity_errors(data, dt: float) -> torch.Tensor:
-    """(N, T) float64 displacement errors of driving straight on at the speed estimated from
-    each history of a split (``data``: its ``SplitData``); their mean is ``cv_ade``. dt is the
-    time between poses (the benchmarks' differs from the guide's 0.1 s)."""
-    hist = torch.from_numpy(data.history["ego_history_xyz"]).double()
+def constant_velocity_errors(data, dt: float, kinematics: str = "distill") -> torch.Tensor:
+    """(N, T) float64 displacement errors of driving straight on at the speed estimated (by
+    ``kinematics``' estimator) from each history of a split (``data``: its ``SplitData``);
+    their mean is ``cv_ade``. dt is the time between poses (the benchmarks' differs from the
+    guide's 0.1 s)."""
+    xyz, rot = (torch.from_numpy(data.history[k]).double()
+                for k in ("ego_history_xyz", "ego_history_rot"))
     gt = torch.from_numpy(data.labels["trajectory_xyz"][..., :2]).double()
-    return displacement_errors(constant_velocity(estimate_v0(hist, dt), gt.shape[1], dt), gt)
+    v0 = speed_at_t0(kinematics, xyz, rot, dt)
+    return displacement_errors(constant_velocity(v0, gt.shape[1], dt), gt)
 
 
 def selection_metric(val: dict, num_modes: int) -> float:
