@@ -1,6 +1,7 @@
 """Write teacher_labels/{split}_ego_history.npz: for every extracted sample (the keys stored in
 extracted_frames/{split}/), the ego poses at t0-1.5 s ... t0 (10 Hz) in the ego frame at t0,
-interpolated from its clip's egomotion (positions linearly, rotations by slerp).
+interpolated from its clip's egomotion by NVIDIA's devkit (cubic-spline positions, slerp
+rotations).
 
     python scripts/generate_ego_history.py --split all
 
@@ -13,15 +14,15 @@ import sys
 from pathlib import Path
 
 from distill.data import formats
-from distill.data.real.cli import ScriptError, add_dataset_root, add_stop_signals, run
+from distill.data.real.cli import ScriptError, add_stop_signals, run
 from distill.data.real.ego_history import write_split_ego_history
-from distill.data.real.layout import dataset_root
+from distill.data.real.source import add_source_flags, opened, source_from_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python scripts/generate_ego_history.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_root(p)
+    add_source_flags(p)
     p.add_argument("--split", choices=(*formats.SPLITS, "all"), default="all",
                    help="split, or all: every split with a frames folder (default all)")
     p.add_argument("--frames-dir", default="extracted_frames",
@@ -33,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main_args(args: argparse.Namespace) -> None:
-    root = dataset_root(args.dataset_root)
+    source = source_from_args(args)
     frames_dir, out_dir = Path(args.frames_dir), Path(args.out_dir)
     splits = [args.split] if args.split != "all" else [
         s for s in formats.SPLITS if (frames_dir / s).is_dir()] or ["train"]
@@ -44,9 +45,10 @@ def main_args(args: argparse.Namespace) -> None:
                               "pass --overwrite to replace it")
         print(f"resuming: {', '.join(done)} already written")
         splits = [s for s in splits if s not in done]
-    for split in splits:
-        path = write_split_ego_history(root, frames_dir, split, out_dir)
-        print(f"wrote {path}")
+    with opened(source) as source:
+        for split in splits:
+            path = write_split_ego_history(source, frames_dir, split, out_dir)
+            print(f"wrote {path}")
 
 
 def main(argv=None) -> int:

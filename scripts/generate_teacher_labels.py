@@ -5,9 +5,10 @@ by (clip_id, t0_us)). With --shard i/n: {split}_labels_shard{i}.npz, merged by m
     python scripts/generate_teacher_labels.py --teacher alpamayo-r1 --split train --shard 0/8
     python scripts/generate_teacher_labels.py --teacher world --split val   # a built-in world
 
-alpamayo-r1 needs NVIDIA's alpamayo_r1 package and a GPU. It also sees each sample's ego
-history: teacher_labels/{split}_ego_history.npz when there, else computed from the egomotion of
-the dataset at --dataset-root ($PAI_DATASET_ROOT). See docs/data_pipeline.md.
+alpamayo-r1 needs NVIDIA's alpamayo_r1 package, a GPU and the dataset (--dataset-root,
+$PAI_DATASET_ROOT, --hf-cache or --stream): it sees each sample's frames decoded by NVIDIA's
+devkit at the cameras' native size, and its ego history (teacher_labels/{split}_ego_history.npz
+when there, else from the clip's egomotion). See docs/data_pipeline.md.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.data.real.cli import add_dataset_root, add_stop_signals, run
+from distill.data.real.cli import add_stop_signals, run
 from distill.data.real.shards import parse_shard
+from distill.data.real.source import add_source_flags, opened, source_from_args
 from distill.teachers import TEACHERS, build_teacher
 from distill.teachers.alpamayo import DEFAULT_MODEL
 from distill.teachers.labels import generate_labels
@@ -42,8 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("world teacher")
     g.add_argument("--world-seed", type=int, default=0, help="the world's seed (default 0)")
     g = p.add_argument_group("alpamayo-r1 teacher")
-    add_dataset_root(g)
+    add_source_flags(g)
     g.add_argument("--model", default=DEFAULT_MODEL, help="model id or local folder")
+    g.add_argument("--model-revision", default=None, metavar="COMMIT",
+                   help="the model's revision on the hub (default: main)")
     g.add_argument("--device", default="cuda", help="default cuda")
     g.add_argument("--seed", type=int, default=42, help="sampling seed (+ sample index)")
     args = p.parse_args(argv)
@@ -52,15 +56,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main_args(args: argparse.Namespace) -> None:
-    options = (dict(seed=args.world_seed) if args.teacher == "world" else
-               dict(model=args.model, device=args.device, seed=args.seed))
-    teacher = build_teacher(args.teacher, **options)
+def label(args: argparse.Namespace, teacher, source=None) -> None:
     out = generate_labels(teacher, Path(args.frames_dir), args.split, Path(args.out_dir),
                           args.batch_size, args.shard,
                           Path(args.ego_history_dir) if args.ego_history_dir else None,
-                          args.resume, args.overwrite, args.dataset_root)
+                          args.resume, args.overwrite, source)
     print(f"wrote {out}")
+
+
+def main_args(args: argparse.Namespace) -> None:
+    if args.teacher == "world":
+        return label(args, build_teacher("world", seed=args.world_seed))
+    with opened(source_from_args(args)) as source:
+        label(args, build_teacher(args.teacher, source=source, model=args.model,
+                                  model_revision=args.model_revision, device=args.device,
+                                  seed=args.seed), source)
 
 
 def main(argv=None) -> int:

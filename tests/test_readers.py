@@ -5,22 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill.data import formats
-from distill.data.readers import DataError, load_split, read_frames
+from distill.data import formats, provenance
+from distill.data.readers import DataError, load_labels, load_split, read_frames
 
 N = 3
 
 
-def _write_split(root, order=(0, 1, 2)):
-    """A tiny split in the guide's formats; history rows written in ``order``."""
+ORIGIN = provenance.build("alpamayo-r1", "nvidia/Alpamayo-R1-10B", "c" * 40, {"top_p": 0.98},
+                          "nvidia/PhysicalAI-Autonomous-Vehicles", None,
+                          provenance.t0_rule([formats.DEFAULT_T0_US]))
+
+
+def _write_split(root, order=(0, 1, 2), origin=ORIGIN):
+    """A tiny split in the guide's formats (labels with provenance ``origin``); history rows
+    written in ``order``."""
     labels_dir, frames_dir = root / "teacher_labels", root / "extracted_frames"
     clips = np.array([f"clip-{i}" for i in range(N)])
     t0 = np.full(N, formats.DEFAULT_T0_US, np.int64)
     rng = np.random.default_rng(0)
     traj = rng.normal(size=(N, formats.FUTURE_STEPS, 3)).astype(np.float32)
     rot = np.tile(np.eye(3, dtype=np.float32), (N, formats.FUTURE_STEPS, 1, 1))
-    formats.write_labels(formats.labels_path(labels_dir, "train"), clip_ids=clips, t0_us=t0,
-                         trajectory_xyz=traj, trajectory_rot=rot,
+    formats.write_labels(formats.labels_path(labels_dir, "train"), origin, clip_ids=clips,
+                         t0_us=t0, trajectory_xyz=traj, trajectory_rot=rot,
                          coc_texts=np.array(["a", "b", "a"]),
                          coc_embeddings=np.ones((N, formats.EMBED_DIM), np.float32))
     hist = np.arange(N, dtype=np.float32)[:, None, None] * np.ones((1, formats.HISTORY_STEPS, 3))
@@ -59,6 +65,20 @@ def test_join_is_by_key_not_position(tmp_path):
         assert path.name == f"sample_{N - 1 - i:05d}.npz"
 
 
+def test_provenance_is_read_kept_by_subsets_and_optional(tmp_path):
+    labels_dir, frames_dir = _write_split(tmp_path)
+    data = _load(labels_dir, frames_dir)
+    assert data.provenance == ORIGIN and data.subset(2).provenance == ORIGIN
+    assert provenance.is_alpamayo(data.provenance)
+    assert str(np.load(formats.labels_path(labels_dir, "train"))["provenance"]) == \
+        provenance.to_json(ORIGIN)  # a 0-d unicode array holding the JSON
+    labels_dir, frames_dir = _write_split(tmp_path / "older", origin=None)
+    data = _load(labels_dir, frames_dir)  # labels written before provenance existed
+    assert data.provenance is None and not provenance.is_alpamayo(data.provenance)
+    assert load_labels(formats.labels_path(labels_dir, "train")).provenance is None
+    assert "provenance" not in data.labels
+
+
 def _rewrite(path, **changes):
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
@@ -92,6 +112,12 @@ BAD = {
                                                 frames=np.zeros((4, 3, 8, 8, 3), np.uint8)),
     "no frames folder": lambda L, F: [p.unlink() for p in (F / "train").iterdir()]
     and (F / "train").rmdir(),
+    "provenance not JSON": lambda L, F: _rewrite(formats.labels_path(L, "train"),
+                                                 provenance=np.array("teacher: me")),
+    "provenance lacks a key": lambda L, F: _rewrite(formats.labels_path(L, "train"),
+                                                    provenance=np.array('{"dataset": "x"}')),
+    "provenance per row": lambda L, F: _rewrite(formats.labels_path(L, "train"),
+                                                provenance=np.array(["{}"] * N)),
 }
 EXPECT = {
     "missing file": ("train_labels.npz", "file not found"),
@@ -108,6 +134,9 @@ EXPECT = {
     "corrupt frames": ("sample_00001.npz", "not a readable npz"),
     "frames wrong shape": ("sample_00001.npz", "'frames' has shape (4, 3, 8, 8, 3)"),
     "no frames folder": ("extracted_frames/train", "frames folder not found"),
+    "provenance not JSON": ("train_labels.npz", "array 'provenance': provenance is not JSON"),
+    "provenance lacks a key": ("train_labels.npz", "provenance lacks key 'teacher_model'"),
+    "provenance per row": ("train_labels.npz", "'provenance' has shape (3,), expected ()"),
 }
 
 

@@ -1,41 +1,36 @@
 """The four data scripts on a tiny PhysicalAI-Autonomous-Vehicles copy that ``pai_layout`` builds
-from world clips: frames picked and decoded right, shards that never collide, resumable runs that
-refuse finished output, ego history and teacher labels equal to the world's own files, merged
-shards checked, and one-line errors naming the clip."""
+from world clips, read through NVIDIA's devkit: frames picked and decoded right, shards that
+never collide, resumable runs that refuse finished output, ego history and teacher labels equal
+to the world's own files, merged shards checked (provenance too), the alpamayo-r1 path with a
+stand-in model, and one-line errors naming the clip."""
 from __future__ import annotations
 
-import importlib.util
+import json
 import shutil
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
 
-from distill.data import formats
+from distill.data import formats, provenance
 from distill.data.readers import load_ego_history, load_labels, load_split, read_frames
-from distill.data.real.egomotion import Egomotion, ego_history
 from distill.data.text_encoder import embed_texts
 from distill.teachers import TeacherError, alpamayo
-from distill.world.generate import simulate
+from distill.world.generate import simulate, world_provenance
 
 import pai_layout
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
+from pai_layout import one_error_line, script
 
 extract, ego, labels, merge = (script(n) for n in ("extract_frames", "generate_ego_history",
                                                    "generate_teacher_labels", "merge_shards"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    with pai_layout.offline():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +41,16 @@ def pai(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extracted(pai, tmp_path_factory):
-    """Both splits extracted at native size (train with 2 processes, as shards 0/2 and 1/2)."""
+    """Both splits extracted at native size, raw (train with 2 processes, as shards 0/2 and
+    1/2)."""
     root, _ = pai
     out = tmp_path_factory.mktemp("out")
     frames = str(out / "extracted_frames")
+    common = ["--dataset-root", str(root), "--out", frames, "--resolution", "0",
+              "--frame-storage", "raw"]
     for shard in ("0/2", "1/2"):
-        assert extract(["--dataset-root", str(root), "--out", frames, "--resolution", "0",
-                        "--shard", shard, "--workers", "2"]) == 0
-    assert extract(["--dataset-root", str(root), "--out", frames, "--split", "val",
-                    "--resolution", "0", "--workers", "1"]) == 0
+        assert extract([*common, "--shard", shard, "--workers", "2"]) == 0
+    assert extract([*common, "--split", "val", "--workers", "1"]) == 0
     return out
 
 
@@ -73,10 +69,11 @@ def labelled(pai, extracted):
     return extracted
 
 
-def one_error_line(capsys) -> str:
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert len(err) == 1, err
-    return err[0]
+def latest_frames(t0_us: int, camera: int) -> list[int]:
+    """The video frame indices a camera's 4 frames of a sample must be."""
+    stamps = pai_layout.frame_timestamps(camera)
+    return [max(i for i, t in enumerate(stamps) if t <= t0_us + offset)
+            for offset in formats.FRAME_OFFSETS_US]
 
 
 def test_extract_picks_the_latest_frame_at_or_before_each_time(pai, extracted):
@@ -86,13 +83,13 @@ def test_extract_picks_the_latest_frame_at_or_before_each_time(pai, extracted):
                                                  clip.index))
         key = (str(arrays["clip_id"]), int(arrays["t0_us"]))
         assert key == (clip.clip_id, formats.DEFAULT_T0_US)
+        assert arrays["frames"].shape == (4, 4, pai_layout.HEIGHT, pai_layout.WIDTH, 3)
         for cam in range(formats.NUM_CAMERAS):
-            stamps = pai_layout.frame_timestamps(cam)
-            for f, offset in enumerate(formats.FRAME_OFFSETS_US):
-                target = formats.DEFAULT_T0_US + offset
-                k = max(i for i, t in enumerate(stamps) if t <= target)
-                assert pai_layout.read_code(arrays["frames"][cam, f]) == (k, cam)
-                assert arrays["timestamps"][cam, f] == stamps[k]
+            wanted = latest_frames(formats.DEFAULT_T0_US, cam)
+            assert [pai_layout.read_code(f) for f in arrays["frames"][cam]] == [
+                (k, cam) for k in wanted]
+            assert arrays["timestamps"][cam].tolist() == pai_layout.frame_timestamps(cam)[
+                wanted].tolist()
 
 
 def test_resolution_resume_and_refusing_finished_output(pai, tmp_path, capsys, monkeypatch):
@@ -103,7 +100,7 @@ def test_resolution_resume_and_refusing_finished_output(pai, tmp_path, capsys, m
     assert extract(args) == 0
     first = out / "train" / "sample_00000.npz"
     arrays = read_frames(first)
-    assert arrays["frames"].shape == (4, 4, 16, 16, 3)
+    assert "jpeg" in np.load(first).files and arrays["frames"].shape == (4, 4, 16, 16, 3)
     assert pai_layout.read_code(arrays["frames"][2, 3])[1] == 2
     stamp = first.stat().st_mtime_ns
     (out / "train" / "sample_00001.npz").unlink()
@@ -114,20 +111,9 @@ def test_resolution_resume_and_refusing_finished_output(pai, tmp_path, capsys, m
     assert "already extracted; pass --overwrite" in one_error_line(capsys)
     assert extract([*args[:-2], "--resolution", "24"]) == 2  # another size is not a resume
     assert "holds 16x16 px frames" in one_error_line(capsys)
+    assert extract([*args, "--frame-storage", "raw"]) == 2  # nor another storage
+    assert "holds JPEG frames, this run writes raw" in one_error_line(capsys)
     assert extract([*args, "--overwrite"]) == 0 and first.stat().st_mtime_ns != stamp
-
-
-def test_a_missing_camera_names_the_clip(pai, tmp_path, capsys):
-    root, clips = pai
-    copy = tmp_path / "pai"
-    shutil.copytree(root, copy)
-    cam = "camera_front_tele_30fov"
-    zip_path = copy / "camera" / cam / f"{cam}.chunk_0000.zip"
-    pai_layout.drop_member(zip_path, f"{clips[1].clip_id}.{cam}.mp4")
-    argv = ["--dataset-root", str(copy), "--out", str(tmp_path / "f"), "--workers", "1"]
-    assert extract(argv) == 2
-    line = one_error_line(capsys)
-    assert f"clip {clips[1].clip_id} has no {cam} video" in line and zip_path.name in line
 
 
 def test_ego_history_equals_the_worlds(pai, labelled, capsys):
@@ -145,27 +131,6 @@ def test_ego_history_equals_the_worlds(pai, labelled, capsys):
     assert "already exists; pass --overwrite" in one_error_line(capsys)
 
 
-def test_ego_history_interpolates_to_exact_times_in_the_t0_frame():
-    """A 3-D constant turn sampled at 50 Hz off the 10 Hz grid vs its closed form."""
-    def pose(t):  # world frame: yaw rate 0.2 rad/s at 8 m/s, pitched 3 deg, offset origin
-        yaw = 0.7 + 0.2 * t
-        xyz = np.stack([100 + 40 * (np.sin(yaw) - np.sin(0.7)),
-                        -50 - 40 * (np.cos(yaw) - np.cos(0.7)), 3 + 0.05 * t], -1)
-        return xyz, Rotation.from_euler("ZY", np.stack([yaw, np.full_like(yaw, 0.05)], -1))
-
-    stamps = np.arange(7_000, 8_000_000, 20_000)
-    xyz, rot = pose(stamps / 1e6)
-    table = Egomotion(stamps, xyz, rot.as_quat())  # scalar-last
-    t0 = 5_100_000
-    got_xyz, got_rot = ego_history(table, t0, "test")
-    times = (t0 + 100_000 * np.arange(-15, 1)) / 1e6
-    want_xyz, want_rot = pose(times)
-    r0_inv = want_rot[-1].inv()
-    np.testing.assert_allclose(got_xyz, r0_inv.apply(want_xyz - want_xyz[-1]), atol=2e-4)
-    np.testing.assert_allclose(got_rot, (r0_inv * want_rot).as_matrix(), atol=1e-5)
-    np.testing.assert_allclose(got_xyz[-1], 0, atol=1e-6)
-
-
 def test_teacher_labels_in_shards_merge_into_the_worlds_labels(labelled, capsys):
     frames, labels_dir = str(labelled / "extracted_frames"), labelled / "teacher_labels"
     assert {p.name for p in labels_dir.glob("train_labels*.npz")} == {
@@ -181,6 +146,9 @@ def test_teacher_labels_in_shards_merge_into_the_worlds_labels(labelled, capsys)
         assert data.labels["coc_texts"].tolist() == [w["coc_texts"] for w in world]
         np.testing.assert_allclose(data.labels["coc_embeddings"],
                                    embed_texts(data.labels["coc_texts"]), atol=1e-6)
+        assert data.provenance == world_provenance(0)  # the merged shards' and the val run's
+        assert data.provenance["teacher_model"] == "distill-world-planner"
+        assert not provenance.is_alpamayo(data.provenance)
     assert merge(["--split", "train", "--num-shards", "2", "--labels-dir", str(labels_dir)]) == 2
     assert "already exists" in one_error_line(capsys)
     assert labels(["--teacher", "world", "--frames-dir", frames, "--out-dir", str(labels_dir),
@@ -227,22 +195,29 @@ def _shard_files(tmp_path, labelled):
     ("overlap", "is also in train_labels_shard0.npz"),
     ("shape", "'trajectory_xyz' has shape (1, 64, 2), expected (N, 64, 3)"),
     ("arrays", "has arrays"),
+    ("provenance", "train_labels_shard1.npz: its provenance differs from "
+                   "train_labels_shard0.npz's (teacher_revision: "),
+    ("no provenance", "train_labels_shard1.npz: its provenance differs from "
+                      "train_labels_shard0.npz's (one has no provenance)"),
     ("unlabelled", "samples are in no shard"),
 ])
 def test_merge_refuses_bad_shards(labelled, tmp_path, capsys, case, problem):
     _shard_files(tmp_path, labelled)
     second = tmp_path / "train_labels_shard1.npz"
+    arrays = dict(np.load(tmp_path / "train_labels_shard0.npz" if case in ("overlap", "shape")
+                          else second))
+    if case == "shape":
+        arrays["trajectory_xyz"] = arrays["trajectory_xyz"][:, :, :2]
+    elif case == "arrays":  # one shard from another teacher (no scenario)
+        del arrays["scenario"]
+    elif case == "provenance":  # labelled by another version of the teacher
+        origin = json.loads(str(arrays["provenance"]))
+        arrays["provenance"] = np.array(json.dumps({**origin, "teacher_revision": "other"}))
+    elif case == "no provenance":  # written before labels had one
+        del arrays["provenance"]
+    np.savez(second, **arrays)
     if case == "missing":
         second.unlink()
-    elif case in ("overlap", "shape"):
-        arrays = dict(np.load(tmp_path / "train_labels_shard0.npz"))
-        if case == "shape":
-            arrays["trajectory_xyz"] = arrays["trajectory_xyz"][:, :, :2]
-        np.savez(second, **arrays)
-    elif case == "arrays":  # one shard from another teacher (no scenario)
-        arrays = dict(np.load(second))
-        del arrays["scenario"]
-        np.savez(second, **arrays)
     argv = ["--split", "train", "--num-shards", "2", "--labels-dir", str(tmp_path),
             "--frames-dir", str(labelled / "extracted_frames")]
     if case == "unlabelled":
@@ -258,33 +233,39 @@ def test_world_teacher_refuses_clips_that_are_not_its_samples(extracted, tmp_pat
     assert "is not sample 0 of the built-in world's train split with seed 5" in line
 
 
-def test_alpamayo_teacher_needs_its_package_and_a_gpu(extracted, tmp_path, monkeypatch, capsys):
+def test_alpamayo_teacher_needs_its_package_and_a_gpu(pai, extracted, tmp_path, monkeypatch,
+                                                    capsys):
     monkeypatch.setitem(sys.modules, "alpamayo_r1", None)  # import fails
     assert labels(["--teacher", "alpamayo-r1", "--frames-dir", str(extracted / "extracted_frames"),
-                   "--out-dir", str(tmp_path)]) == 2
+                   "--out-dir", str(tmp_path), "--dataset-root", str(pai[0])]) == 2
     assert "needs NVIDIA's alpamayo_r1 package" in one_error_line(capsys)
     fake_alpamayo(monkeypatch)
     monkeypatch.setattr(alpamayo, "cuda_available", lambda: False)
     with pytest.raises(TeacherError, match="needs a CUDA GPU"):
-        alpamayo.AlpamayoTeacher()
+        alpamayo.AlpamayoTeacher(source=None)
+
+
+STAND_IN_COMMIT = "c0ffee" * 6 + "c0ff"  # the weights' commit, as transformers records it
 
 
 def fake_alpamayo(monkeypatch) -> list:
-    """An alpamayo_r1 stand-in with the package's call signatures; returns its calls."""
+    """A stand-in alpamayo_r1 with the package's call signatures that records what the model
+    is given: (the images handed to the processor, the model's data, the sampling settings)."""
     calls = []
 
     class Model:
         tokenizer = "tokenizer"
+        config = types.SimpleNamespace(_commit_hash=STAND_IN_COMMIT)
 
         @classmethod
-        def from_pretrained(cls, name, dtype):
+        def from_pretrained(cls, name, dtype, **kwargs):
             return cls()
 
         def to(self, device):
             return self
 
         def sample_trajectories_from_data_with_vlm_rollout(self, data, **kwargs):
-            calls.append((data, kwargs))
+            calls.append((data["tokenized_data"]["images"], data, kwargs))
             t = torch.arange(64, dtype=torch.float32)
             xyz = torch.stack([t, 0 * t, 0 * t], -1)[None, None, None]  # (1, 1, 1, 64, 3)
             rot = torch.eye(3).expand(1, 1, 1, 64, 3, 3)
@@ -292,11 +273,15 @@ def fake_alpamayo(monkeypatch) -> list:
 
     class Processor:
         def apply_chat_template(self, messages, **kwargs):
-            return {"images": messages[1]["content"][0]["image"], "kwargs": kwargs}
+            images = [part["image"] for part in messages[1]["content"] if "image" in part]
+            return {"images": torch.stack(images), "kwargs": kwargs}
 
-    helper = types.SimpleNamespace(
-        create_message=lambda frames: [{}, {"content": [{"image": frames}]}],
-        get_processor=lambda tokenizer: Processor(), to_device=lambda data, device: data)
+    def create_message(frames):  # the package's layout: one image entry per frame
+        return [{}, {"content": [{"type": "image", "image": f} for f in frames]}, {}]
+
+    helper = types.SimpleNamespace(create_message=create_message,
+                                   get_processor=lambda tokenizer: Processor(),
+                                   to_device=lambda data, device: data)
     package = types.ModuleType("alpamayo_r1")
     package.helper = helper
     models = types.ModuleType("alpamayo_r1.models")
@@ -308,28 +293,38 @@ def fake_alpamayo(monkeypatch) -> list:
     return calls
 
 
-def test_alpamayo_teacher_feeds_the_package_and_reads_its_outputs(pai, labelled, tmp_path,
-                                                                 monkeypatch):
-    """Through the script as the guide orders it (labels before the ego-history file exists:
-    the history comes from the dataset's egomotion), with a stand-in package."""
+def test_alpamayo_teacher_sees_native_frames_in_its_camera_order(pai, tmp_path, monkeypatch):
+    """Through the script as the guide orders it (labels before the ego-history file exists),
+    with a stand-in package: the model gets the devkit's 16 frames of each sample at native
+    size (not the 16 px the student's frames were extracted at), camera-major in the teacher's
+    order, the latest at or before t0-0.3 ... t0, and the history at t0-1.5 ... t0."""
+    root, clips = pai
     calls = fake_alpamayo(monkeypatch)
     monkeypatch.setattr(alpamayo, "cuda_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)
-    monkeypatch.setenv("PAI_DATASET_ROOT", str(pai[0]))
-    frames = labelled / "extracted_frames"
+    monkeypatch.setenv("PAI_DATASET_ROOT", str(root))
+    frames = tmp_path / "frames"
+    assert extract(["--out", str(frames), "--split", "val", "--resolution", "16", "--workers",
+                    "1"]) == 0
     with pytest.warns(UserWarning):  # autocast("cuda") without a GPU disables itself
         assert labels(["--split", "val", "--frames-dir", str(frames), "--out-dir",
-                       str(tmp_path)]) == 0
-    (data, kwargs), = calls
-    images = data["tokenized_data"]["images"]
-    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8
-    np.testing.assert_array_equal(images[6].permute(1, 2, 0).numpy(),
-                                  read_frames(frames / "val" / "sample_00000.npz")["frames"][1, 2])
-    history = load_ego_history(labelled / "teacher_labels" / "val_ego_history.npz").arrays
-    np.testing.assert_array_equal(data["ego_history_xyz"].numpy(), history["ego_history_xyz"][None])
-    np.testing.assert_array_equal(data["ego_history_rot"].numpy(), history["ego_history_rot"][None])
+                       str(tmp_path), "--revision", pai_layout.REVISION]) == 0
+    (images, data, kwargs), = calls
+    assert images.shape == (16, 3, pai_layout.HEIGHT, pai_layout.WIDTH)
+    assert images.dtype == torch.uint8
+    codes = [pai_layout.read_code(image.permute(1, 2, 0).numpy()) for image in images]
+    t0 = formats.DEFAULT_T0_US
+    assert codes == [(k, cam) for cam in range(4) for k in latest_frames(t0, cam)]
+    world = simulate(0, "val", 0)[2]  # its history: the track at t0-1.5 ... t0, in the t0 frame
+    for name in ("ego_history_xyz", "ego_history_rot"):
+        np.testing.assert_allclose(data[name].numpy(), world[name][None, None], atol=1e-6)
     assert kwargs["num_traj_samples"] == 1 and kwargs["return_extra"]
-    out = load_labels(tmp_path / "val_labels.npz").arrays
-    assert out["coc_texts"].tolist() == ["Keep the lane: the road is clear."]
-    np.testing.assert_array_equal(out["trajectory_xyz"][0, :, 0], np.arange(64))
-    assert "scenario" not in out
+    out = load_labels(tmp_path / "val_labels.npz")
+    assert out.arrays["coc_texts"].tolist() == ["Keep the lane: the road is clear."]
+    np.testing.assert_array_equal(out.arrays["trajectory_xyz"][0, :, 0], np.arange(64))
+    assert "scenario" not in out.arrays and provenance.is_alpamayo(out.provenance)
+    assert out.provenance == {**out.provenance, "teacher_model": "nvidia/Alpamayo-R1-10B",
+                              "teacher_revision": STAND_IN_COMMIT, "dataset":
+                              "nvidia/PhysicalAI-Autonomous-Vehicles",
+                              "dataset_revision": pai_layout.REVISION}
+    assert out.provenance["sampling"]["seed"] == 42 and "seed_rule" in out.provenance["sampling"]

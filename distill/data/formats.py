@@ -25,6 +25,7 @@ from ..constants import (  # noqa: F401  (re-exported: the numbers docs/formats.
     NUM_CAMERAS,
     NUM_FRAMES,
 )
+from . import provenance as provenance_json
 from .jpeg import JPEG_QUALITY, encode_images
 
 SPLITS = ("train", "val")
@@ -72,8 +73,10 @@ LABELS_SCHEMA = {
     "coc_texts": ("U", ("N",)),
     "coc_embeddings": ("f4", ("N", EMBED_DIM)),
 }
-# Written by the built-in world only (the planner's behaviour), for per-scenario evaluation.
-LABELS_OPTIONAL_SCHEMA = {"scenario": ("U", ("N",))}
+# scenario: written by the built-in world only (the planner's behaviour), for per-scenario
+# evaluation. provenance: where the labels come from, a JSON object (``provenance.py``); files
+# written before it existed have none.
+LABELS_OPTIONAL_SCHEMA = {"scenario": ("U", ("N",)), "provenance": ("U", ())}
 EGO_HISTORY_SCHEMA = {
     "clip_ids": ("U", ("N",)),
     "t0_us": ("i8", ("N",)),
@@ -133,8 +136,11 @@ def write_frames(path, frames, clip_id: str, t0_us: int, timestamps,
     return save_npz_atomic(path, compressed=False, jpeg=jpeg, offsets=offsets, **arrays)
 
 
-def write_labels(path, **arrays) -> Path:
-    """Teacher labels of a split or shard; keys of LABELS_SCHEMA (+ optional ``scenario``)."""
+def write_labels(path, provenance: dict | None = None, **arrays) -> Path:
+    """Teacher labels of a split or shard; keys of LABELS_SCHEMA (+ optional ``scenario``) and
+    the ``provenance`` dict, stored as JSON text."""
+    if provenance is not None:
+        arrays["provenance"] = provenance_json.to_json(provenance)
     return save_npz_atomic(path, **_cast(arrays, LABELS_SCHEMA))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import CAMERAS, NUM_CAMERAS, NUM_FRAMES
-from . import formats, jpeg
+from . import formats, jpeg, provenance
 from .formats import Key
 
 
@@ -97,11 +97,13 @@ def _keys(path: Path, clip_ids: np.ndarray, t0_us: np.ndarray) -> list[Key]:
 
 @dataclass
 class KeyedArrays:
-    """Arrays of one file whose rows are samples, with each row's key."""
+    """Arrays of one file whose rows are samples, with each row's key, and (labels) the file's
+    parsed ``provenance`` (None when it has none)."""
 
     path: Path
     keys: list[Key]
     arrays: dict[str, np.ndarray]
+    provenance: dict | None = None
 
     def rows(self, keys: list[Key]) -> dict[str, np.ndarray]:
         """The arrays reordered to ``keys`` (each must be present)."""
@@ -111,9 +113,17 @@ class KeyedArrays:
 
 
 def load_labels(path: str | os.PathLike) -> KeyedArrays:
-    """``{split}_labels.npz``: teacher trajectories, rotations, CoC texts and embeddings."""
+    """``{split}_labels.npz``: teacher trajectories, rotations, CoC texts and embeddings; its
+    provenance, when it has one, parsed into ``.provenance`` (not a row array)."""
+    path = Path(path)
     arrays = load_npz(path, formats.LABELS_SCHEMA, formats.LABELS_OPTIONAL_SCHEMA)
-    return KeyedArrays(Path(path), _keys(Path(path), arrays["clip_ids"], arrays["t0_us"]), arrays)
+    origin = None
+    if "provenance" in arrays:
+        try:
+            origin = provenance.parse(str(arrays.pop("provenance")))
+        except ValueError as e:
+            raise DataError(f"{path}: array 'provenance': {e}") from None
+    return KeyedArrays(path, _keys(path, arrays["clip_ids"], arrays["t0_us"]), arrays, origin)
 
 
 def load_ego_history(path: str | os.PathLike) -> KeyedArrays:
@@ -211,12 +221,14 @@ def _require_same_keys(a_path: Path, a_keys, b_path: Path, b_keys) -> None:
 
 @dataclass
 class SplitData:
-    """A split joined by key: labels and history rows aligned to ``keys``, frames by path."""
+    """A split joined by key: labels and history rows aligned to ``keys``, frames by path, and
+    the labels' parsed provenance (None for labels without one)."""
 
     keys: list[Key]
     labels: dict[str, np.ndarray]
     history: dict[str, np.ndarray]
     frame_paths: list[Path]
+    provenance: dict | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -228,6 +240,7 @@ class SplitData:
             {k: v[:n] for k, v in self.labels.items()},
             {k: v[:n] for k, v in self.history.items()},
             self.frame_paths[:n],
+            self.provenance,
         )
 
 
@@ -244,4 +257,5 @@ def load_split(labels_file, history_file, frames_dir, split: str) -> SplitData:
         labels=labels.arrays,
         history=history.rows(labels.keys),
         frame_paths=[frames[k] for k in labels.keys],
+        provenance=labels.provenance,
     )

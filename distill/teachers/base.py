@@ -47,3 +47,7 @@ class Teacher(Protocol):
     def label(self, samples: list[TeacherSample]) -> list[TeacherLabel]:
         """One label per sample, in order."""
         ...
+
+    def provenance(self, t0_rule: str) -> dict:
+        """The labels' provenance (``distill.data.provenance.build``) given how t0 was chosen."""
+        ...

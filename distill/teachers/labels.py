@@ -3,8 +3,9 @@ teacher_labels/{split}_labels.npz (or ``_shard{i}`` with --shard i/n).
 
 Each batch's labels are written at once to a part file in a hidden folder next to the output
 (``.{split}_labels[_shard{i}].parts/``), so an interrupted run loses at most one batch (a stop
-signal: none; it ends after the part being written) and ``--resume`` goes on from the parts; at the end the parts are joined, the chain-of-causation
-sentences embedded (all-MiniLM-L6-v2) and the output written in one piece."""
+signal: none; it ends after the part being written) and ``--resume`` goes on from the parts; at
+the end the parts are joined, the chain-of-causation sentences embedded (all-MiniLM-L6-v2) and
+the output written in one piece, with the teacher's provenance (``distill.data.provenance``)."""
 from __future__ import annotations
 
 import shutil
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import FUTURE_STEPS
-from ..data import formats
+from ..data import formats, provenance
 from ..data.readers import DataError, load_ego_history, read_frame_key
 from ..data.real.cli import ScriptError, progress
 from ..data.real.shards import Shard, sample_files
+from ..data.real.source import Source
 from ..data.stop import Stopped, stop_requested
 from .base import Teacher, TeacherLabel, TeacherSample
 
@@ -40,10 +42,10 @@ def read_parts(parts: Path) -> list[dict]:
     return out
 
 
-def history_lookup(history_file: Path, dataset_root: str | None):
+def history_lookup(history_file: Path, source: Source | None):
     """``(key, frames path) -> (xyz, rot)``: from the split's ego-history file when it exists,
-    else computed from the dataset's egomotion (so labelling may come before
-    scripts/generate_ego_history.py, as in the guide)."""
+    else computed from the egomotion of the opened dataset ``source`` (so labelling may come
+    before scripts/generate_ego_history.py, as in the guide)."""
     if history_file.is_file():
         history = load_ego_history(history_file)
         row = {k: i for i, k in enumerate(history.keys)}
@@ -55,10 +57,12 @@ def history_lookup(history_file: Path, dataset_root: str | None):
             return (history.arrays["ego_history_xyz"][row[key]],
                     history.arrays["ego_history_rot"][row[key]])
         return from_file
+    if source is None:
+        raise ScriptError(f"{history_file}: not found, and no dataset was given to compute the "
+                          "ego history from")
     from ..data.real.ego_history import EgomotionHistory
-    from ..data.real.layout import dataset_root as find_root
 
-    egomotion = EgomotionHistory(find_root(dataset_root))
+    egomotion = EgomotionHistory(source)
     return lambda key, path: egomotion(key[0], key[1], path)
 
 
@@ -110,10 +114,10 @@ def join_parts(parts: list[dict]) -> dict:
 def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Path,
                     batch_size: int, shard: Shard | None = None, history_dir: Path | None = None,
                     resume: bool = False, overwrite: bool = False,
-                    dataset_root: str | None = None) -> Path:
+                    source: Source | None = None) -> Path:
     """Label the shard's samples of ``split``; returns the labels file written. A teacher that
     needs the ego history reads {split}_ego_history.npz from ``history_dir`` (default
-    ``out_dir``) or, without it, the egomotion of the dataset at ``dataset_root``."""
+    ``out_dir``) or, without it, the egomotion of the opened dataset ``source``."""
     final, parts = output_paths(out_dir, split, shard)
     if final.exists() and not overwrite:
         raise ScriptError(f"{final}: already exists; pass --overwrite to replace it")
@@ -125,7 +129,7 @@ def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Pat
     done = read_parts(parts)
     done_keys = {(str(c), int(t)) for p in done for c, t in zip(p["clip_ids"], p["t0_us"])}
     history = (history_lookup(formats.ego_history_path(history_dir or out_dir, split),
-                              dataset_root) if teacher.needs_history else None)
+                              source) if teacher.needs_history else None)
     samples, total = pending_samples(frames_dir, split, shard, history, done_keys)
     if done_keys:
         print(f"resuming: {len(done_keys)} of {total} samples already labelled")
@@ -140,6 +144,8 @@ def generate_labels(teacher: Teacher, frames_dir: Path, split: str, out_dir: Pat
             arrays = part_arrays(batch, teacher.label(batch), teacher.name)
             formats.save_npz_atomic(parts / f"part_{batch[0].index:06d}.npz", **arrays)
             bar.update(len(batch))
-    formats.write_labels(final, **join_parts(read_parts(parts)))
+    arrays = join_parts(read_parts(parts))
+    origin = teacher.provenance(provenance.t0_rule(arrays["t0_us"]))
+    formats.write_labels(final, origin, **arrays)
     shutil.rmtree(parts)
     return final

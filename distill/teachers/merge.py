@@ -1,13 +1,13 @@
 """``scripts/merge_shards.py``: join {split}_labels_shard{0..N-1}.npz into {split}_labels.npz,
-checking that every shard is there, that they hold the same arrays and disjoint sample keys,
-and (given the frames folder) that every extracted sample is labelled."""
+checking that every shard is there, that they hold the same arrays, the same provenance and
+disjoint sample keys, and (given the frames folder) that every extracted sample is labelled."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..data import formats
+from ..data import formats, provenance
 from ..data.readers import DataError, KeyedArrays, index_frames, load_labels
 from ..data.real.cli import ScriptError, progress
 
@@ -23,14 +23,18 @@ def load_shards(labels_dir: Path, split: str, num_shards: int) -> list[KeyedArra
 
 
 def check_shards(shards: list[KeyedArrays]) -> None:
-    """The same arrays in every shard (their shapes are the schema's, checked on loading) and
-    no key in two shards."""
+    """The same arrays (their shapes are the schema's, checked on loading) and the same
+    provenance in every shard, and no key in two shards."""
     first = shards[0]
     owner: dict = {}
     for shard in shards:
         if set(shard.arrays) != set(first.arrays):
             raise DataError(f"{shard.path}: has arrays {sorted(shard.arrays)}, "
                             f"{first.path.name} has {sorted(first.arrays)}")
+        differs = provenance.difference(shard.provenance, first.provenance)
+        if differs:
+            raise DataError(f"{shard.path}: its provenance differs from {first.path.name}'s "
+                            f"({differs}); shards of one split come from one teacher run")
         for key in shard.keys:
             if key in owner:
                 raise DataError(f"{shard.path}: sample key {key} is also in {owner[key].name}")
@@ -52,4 +56,4 @@ def merge_shards(labels_dir: Path, split: str, num_shards: int, frames_dir: Path
             raise DataError(f"{frames_dir / split}: {len(unlabelled)} samples are in no shard, "
                             f"e.g. {unlabelled[0]}")
     merged = {name: np.concatenate([s.arrays[name] for s in shards]) for name in shards[0].arrays}
-    return formats.write_labels(out, **merged)
+    return formats.write_labels(out, shards[0].provenance, **merged)

@@ -1,10 +1,11 @@
 """The ``world`` teacher: the built-in world's planner. It labels samples of a world written by
 ``python -m distill.world`` (or the data scripts run on a copy made from one): sample ``idx`` of
-a split is re-simulated from the world's seed, and its key must be the one stored."""
+a split is re-simulated from the world's seed, and its key must be the one stored. Its labels
+carry the world's own provenance."""
 from __future__ import annotations
 
 from ..data.readers import DataError
-from ..world.generate import SPLIT_STREAMS, simulate
+from ..world.generate import SPLIT_STREAMS, simulate, world_provenance
 from .base import TeacherLabel, TeacherSample
 
 
@@ -29,3 +30,7 @@ class WorldTeacher:
             labels.append(TeacherLabel(row["trajectory_xyz"], row["trajectory_rot"],
                                        row["coc_texts"], row["scenario"]))
         return labels
+
+    def provenance(self, t0_rule: str) -> dict:
+        """The world's (every sample it labels has the world's t0, checked by its key)."""
+        return world_provenance(self.seed)

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..constants import DEFAULT_T0_US, FRAME_OFFSETS_US, NUM_CAMERAS
-from ..data import formats
+from ..data import formats, provenance
 from .coc import sentence
 from .planner import drive
 from .render import render_frames
@@ -22,6 +22,19 @@ from .scenarios import build_scene, sample_behaviour
 from .scene import FUTURE_INDICES, HISTORY_INDICES, T0_INDEX
 
 SPLIT_STREAMS = {"train": 0, "val": 1}  # independent random streams per split
+PLANNER = "distill-world-planner"
+
+
+def world_provenance(seed: int) -> dict:
+    """The provenance of the world's labels (its own and the world teacher's): the rule-based
+    planner of this code version, sample i of a split simulated from (seed, split, i)."""
+    streams = ", ".join(f"{s} {n}" for s, n in SPLIT_STREAMS.items())
+    sampling = dict(method="deterministic rule-based planner, no sampling", world_seed=seed,
+                    seed_rule=f"sample i of split s: numpy default_rng([world_seed, stream of s "
+                    f"({streams}), i])")
+    return provenance.build("world", PLANNER, provenance.code_version(), sampling,
+                            "distill built-in world", f"seed {seed}",
+                            provenance.t0_rule([DEFAULT_T0_US]))
 
 
 def poses_in_t0_frame(track, indices):
@@ -102,11 +115,12 @@ def stack_rows(rows: list[dict]) -> tuple[dict, dict]:
     return labels, history
 
 
-def write_split_labels(out: Path, split: str, rows: list[dict]) -> None:
+def write_split_labels(out: Path, split: str, rows: list[dict], seed: int) -> None:
     """Stack the rows of a split into its labels and ego-history files."""
     labels, history = stack_rows(rows)
     labels_dir = out / "teacher_labels"
-    formats.write_labels(formats.labels_path(labels_dir, split), **labels)
+    formats.write_labels(formats.labels_path(labels_dir, split), world_provenance(seed),
+                         **labels)
     formats.write_ego_history(formats.ego_history_path(labels_dir, split), **history)
 
 
@@ -127,7 +141,7 @@ def generate_world(out, train: int, val: int, seed: int = 0, resolution: int = 2
     summary = {"out": str(out), "seed": seed, "resolution": resolution, "splits": {}}
     for split, n in (("train", train), ("val", val)):
         rows = generate_split(out, split, n, seed, resolution, workers)
-        write_split_labels(out, split, rows)
+        write_split_labels(out, split, rows, seed)
         summary["splits"][split] = {
             "samples": n,
             "scenarios": dict(sorted(Counter(r["scenario"] for r in rows).items())),

@@ -15,16 +15,11 @@ from tqdm import tqdm
 from ..readers import DataError, one_line
 from ..stop import (DEFAULT_STOP_SIGNALS, StopNow, StopRequest, Stopped, ignore_in_child,
                     parse_signals, shielded, stop_requested, stop_signals)
-from .layout import ROOT_ENV
 
 
 class ScriptError(ValueError):
-    """A refused request (finished output, a missing teacher package or GPU); one line."""
-
-
-def add_dataset_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-root", default=None, metavar="DIR",
-                        help=f"local copy of PhysicalAI-Autonomous-Vehicles (default: ${ROOT_ENV})")
+    """A refused request (finished output, a missing package or GPU, the environment); one
+    line."""
 
 
 def _signals(text: str):
