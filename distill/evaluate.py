@@ -17,6 +17,7 @@ import numpy as np
 
 from . import plots
 from .constants import ROLLOUTS
+from .data.batch import yaw_from_rot
 from .data.readers import DataError, one_line, read_frames
 from .datasets import miss_rule
 from .datasets.leaderboard import leaderboard, leaderboard_line, predict_modes
@@ -27,6 +28,7 @@ from .training.config import ConfigError
 from .training.data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
 from .training.objective import loss_weights
 from .training.outputs import ADDED_VAL_KEYS
+from .training.report import lateral_toward_turn, scenario_report
 from .training.runtime import pick_device
 from .training.trained import load_student
 from .training.validate import constant_velocity_errors, run_validation
@@ -99,14 +101,10 @@ def evaluate(args: argparse.Namespace) -> dict:
                   ade_by_step=[round(float(e), 4) for e in errors.mean(0)])
     scen = dataset.data.labels.get("scenario")
     if scen is not None:
-        per = result["per_sample"]
-        report["per_scenario"] = {
-            s: {"samples": int((scen == s).sum()), "ade": float(per["ade"][scen == s].mean()),
-                "fde": float(per["fde"][scen == s].mean()),
-                "cv_ade": float(cv_errors[scen == s].mean()),
-                "minADE_6": float(per["minADE_6"][scen == s].mean()),
-                "minFDE_6": float(per["minFDE_6"][scen == s].mean())}
-            for s in np.unique(scen)}
+        lateral = lateral_toward_turn(result["pred_xy"].numpy(), result["gt_xy"].numpy(),
+                                      yaw_from_rot(dataset.data.labels["trajectory_rot"]), cfg.dt)
+        per = {k: v.numpy() for k, v in result["per_sample"].items()}
+        report["per_scenario"] = scenario_report(scen, per, cv_errors, lateral)
     if config.benchmark:  # the leaderboard's metric set, by the devkit's own code
         report["leaderboard"] = leaderboard(
             dataset, config.benchmark, predict_modes(model, loader, cfg, stats, device),
@@ -138,9 +136,13 @@ def main(argv=None) -> int:
           f"constant-velocity ADE {report['cv_ade']:.3f} m over {report['samples']} samples")
     print(f"  minADE_6 {report['val_minADE_6']:.3f} m, minFDE_6 {report['val_minFDE_6']:.3f} m, "
           f"MR_6 {report['val_MR_6']:.3f}, brier-minFDE_6 {report['val_brier_minFDE_6']:.3f} m")
+    print(f"  MR_1 {report['val_MR_1']:.3f}" + ("; per scenario, the lateral error 3 s ahead: "
+          "mean |e| / bias toward the turn / spread" if "per_scenario" in report else ""))
     for s, r in report.get("per_scenario", {}).items():
         print(f"  {s:<17} n={r['samples']:<4} ADE {r['ade']:.2f} m  FDE {r['fde']:.2f} m  "
-              f"minADE_6 {r['minADE_6']:.2f} m  (cv ADE {r['cv_ade']:.2f})")
+              f"minADE_6 {r['minADE_6']:.2f} m  (cv ADE {r['cv_ade']:.2f})  MR_1 {r['MR_1']:.2f}"
+              f"  lat {r['lateral_3s']:.2f} / {r['lateral_bias_3s']:+.2f} / "
+              f"{r['lateral_std_3s']:.2f} m")
     if "leaderboard" in report:
         print(f"  {leaderboard_line(report['leaderboard'])}")
     if args.submission:

@@ -11,7 +11,7 @@ from torch import Tensor
 from .kinematics import wrap_angle
 
 __all__ = ["ADE_HORIZONS_S", "MISS_THRESHOLD_M", "constant_velocity", "displacement_errors",
-           "min_ade_fde_mr", "trajectory_metrics"]
+           "lateral_errors", "min_ade_fde_mr", "trajectory_metrics"]
 
 ADE_HORIZONS_S = (1, 2, 3)  # ade_{n}s: mean error over the steps at t <= n s
 
@@ -22,6 +22,15 @@ def displacement_errors(pred_xy: Tensor, gt_xy: Tensor) -> Tensor:
         raise ValueError(f"displacement_errors: expected two (..., T, 2) tensors of one shape, got "
                          f"{tuple(pred_xy.shape)} and {tuple(gt_xy.shape)}")
     return torch.linalg.vector_norm(pred_xy - gt_xy, dim=-1)
+
+
+def lateral_errors(pred_xy: Tensor, gt_xy: Tensor, gt_yaw: Tensor) -> Tensor:
+    """Signed lateral offset of each predicted position from the teacher's, across the
+    teacher's heading at that step (positive: to its left), m: ``(B, T, 2)`` x2 and
+    ``(B, T)`` -> ``(B, T)``. Its mean over samples that bend the same way is the plans' bias
+    (under- or over-turning), its spread their variance."""
+    d = pred_xy - gt_xy
+    return d[..., 1] * gt_yaw.cos() - d[..., 0] * gt_yaw.sin()
 
 
 def trajectory_metrics(

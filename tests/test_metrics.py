@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,16 @@ def test_dt_has_no_default():
         trajectory_metrics(pred, gt, yaw, yaw)
     with pytest.raises(TypeError, match="dt"):
         constant_velocity(torch.ones(2), 4)
+
+
+def test_lateral_errors_across_the_teachers_heading():
+    from distill.metrics import lateral_errors
+    from distill.training.report import lateral_toward_turn
+    gt = torch.tensor([[[10.0, 0.0], [10.0, 5.0]]])  # heading east, then north
+    yaw = torch.tensor([[0.0, math.pi / 2]])
+    pred = torch.tensor([[[11.0, 1.0], [9.0, 6.0]]])  # 1 m left of east; 1 m left of north
+    assert torch.allclose(lateral_errors(pred, gt, yaw), torch.tensor([[1.0, 1.0]]))
+    # Toward the turn: a teacher ending on the right makes "1 m to the left" -1 m.
+    gt_right = np.array([[[10.0, 0.0]] * 30 + [[10.0, -4.0]]])
+    pred_right = gt_right + np.array([0.0, 1.0])
+    assert lateral_toward_turn(pred_right, gt_right, np.zeros((1, 31)), 0.1) == pytest.approx(-1)
