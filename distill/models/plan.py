@@ -58,7 +58,14 @@ def student_inputs(batch: dict, cfg: ModelConfig) -> tuple:
 
 def student_plan(model, batch: dict, cfg: ModelConfig, stats: ActionNormalization) -> Plan:
     """The model's plan for the batch: its heads, decoded into K trajectory modes."""
-    scene, history, v0 = student_inputs(batch, cfg)
+    return plan_from_inputs(model, *student_inputs(batch, cfg), cfg, stats)
+
+
+def plan_from_inputs(model, scene, history: Tensor, v0: Tensor, cfg: ModelConfig,
+                     stats: ActionNormalization) -> Plan:
+    """``student_plan`` from the student's inputs (``student_inputs``' three), for a caller
+    whose v0 comes from elsewhere: an exported student whose graph cannot hold the estimator
+    (``distill.deploy``)."""
     heads = model(scene, history, v0)
     if cfg.output == "direct":
         d = heads["direct"]  # (B, K, T, 4)
