@@ -103,7 +103,13 @@ TRAIN = [
     "matplotlib==3.11.2",
     "av==18.1.0",  # PyAV
     PYARROW,
-    "scipy==1.17.1",  # egomotion rotations (slerp) of the real-data scripts
+    # NVIDIA's PhysicalAI-AV devkit, the data scripts' reader (distill/data/real/); it needs
+    # Python >= 3.11 and, at import, scipy >= 1.16 (RigidTransform), and reads through
+    # huggingface_hub's cache (offline mode as in >= 1.2.1) and pandas.
+    "physical-ai-av==0.2.3",
+    "scipy==1.17.1",
+    "huggingface-hub==2.4.0",
+    "pandas==3.0.6",
     "tensorboard==2.21.0",  # live curves (distill/training/tensorboard.py)
 ]
 BENCH = [
