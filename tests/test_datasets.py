@@ -1,10 +1,9 @@
 """The benchmark datasets on tiny datasets made with the devkits' own structures (an av2
 scenario written by av2's serializer + a static map JSON; a nuScenes table set + map expansion):
-trajectories against the devkits' own readers, the vector and raster inputs, one training epoch
-on each, and the one-line refusals."""
+trajectories against the devkits' own readers, the vector and raster inputs and the one-line
+refusals (one training epoch on each, then evaluation and submission: test_submission.py)."""
 from __future__ import annotations
 
-import json
 from importlib import metadata
 
 import numpy as np
@@ -14,7 +13,6 @@ from packaging.requirements import Requirement
 
 from distill.datasets import BENCHMARKS, benchmark_model_fields, miss_rule
 from distill.datasets.vectors import KINDS, MAX_AGENTS, MAX_LANES, POSITION_SCALE
-from distill.evaluate import main as evaluate_main
 from distill.ops import IMAGENET_MEAN, IMAGENET_STD
 from distill.train import main as train_main
 
@@ -163,30 +161,6 @@ def _train(out, *flags):
     return train_main(["--model", "baseline", "--model-size", "tiny", "--batch-size", "8",
                        "--num-workers", "0", "--max-epochs", "1", "--output-dir", str(out),
                        "--num-modes", "6", *flags])
-
-
-@pytest.mark.parametrize("benchmark", ["nuscenes", "argoverse2"])
-def test_one_epoch_on_each_benchmark_then_evaluate(benchmark, request, tmp_path):
-    root = request.getfixturevalue(f"{benchmark}_root")
-    flags = {"nuscenes": ["--benchmark", "nuscenes", "--nuscenes-root", str(root),
-                          "--input-type", "raster", "--resolution", "64",
-                          "--multimodal-loss", "nll", "--max-train-samples", "16",
-                          "--max-val-samples", "8"],
-             "argoverse2": ["--benchmark", "argoverse2", "--argoverse2-root", str(root),
-                            "--input-type", "vector", "--multimodal-loss", "wta"]}[benchmark]
-    assert _train(tmp_path, *flags) == 0
-    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert all(np.isfinite(v) for k, v in record.items()
-               if k.startswith(("val_", "train_")) and isinstance(v, float))
-    assert record["val_minADE_6"] <= record["val_minADE_1"]
-    assert evaluate_main(["--checkpoint", str(tmp_path / "baseline_seed42_best.pt"),
-                          "--num-workers", "0"]) == 0
-    report = json.loads((tmp_path / "eval.json").read_text())
-    horizon = benchmark_model_fields(benchmark)["horizon"]
-    assert len(report["ade_by_step"]) == horizon
-    for key in ("val_minADE_1", "val_minADE_6", "val_minFDE_6", "val_MR_6", "val_brier_minFDE_6"):
-        assert np.isfinite(report[key])
-    assert not (tmp_path / "eval_front.png").exists()  # no cameras to draw on
 
 
 @pytest.mark.parametrize("argv,message", [

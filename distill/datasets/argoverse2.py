@@ -24,11 +24,11 @@ import torch
 from ..data.formats import save_npz_atomic
 from ..data.readers import DataError
 from ..data.stop import ignore_in_child, shielded
-from .common import BenchmarkDataset, trajectory_index
+from .common import BenchmarkDataset, TargetPoses, trajectory_index
 from .vectors import Frame, Track, build_polylines
 
 HISTORY_STEPS, FUTURE_STEPS, DT = 50, 60, 0.1  # av2's OBS / PRED timesteps at 10 Hz
-INDEX_VERSION = b"av2-index-v1"
+INDEX_VERSION = b"av2-index-v2"  # v2: the focal track id and its city pose at t0
 PARALLEL_FROM = 256  # scenarios: a process pool for the real splits, small folders in-process
 
 
@@ -97,7 +97,8 @@ def load_scenario(path: Path):
 
 
 def index_row(folder: Path) -> tuple:
-    """(key, history xy, history yaw, future xy, future yaw) of one scenario, focal frame."""
+    """(key, history xy, history yaw, future xy, future yaw) of one scenario in the focal frame,
+    then the focal track id and the frame's city origin and heading."""
     path = scenario_files(folder)[0]
     scenario = load_scenario(path)
     track = focal_track(scenario, path)
@@ -105,17 +106,20 @@ def index_row(folder: Path) -> tuple:
     key = (scenario.scenario_id, int(scenario.timestamps_ns[HISTORY_STEPS - 1]) // 1000)
     past, future = slice(0, HISTORY_STEPS), slice(HISTORY_STEPS, None)
     return (key, frame.points(track.xy[past]), frame.angles(track.heading[past]),
-            frame.points(track.xy[future]), frame.angles(track.heading[future]))
+            frame.points(track.xy[future]), frame.angles(track.heading[future]),
+            scenario.focal_track_id, frame.origin, frame.yaw)
 
 
 def load_index(folders: list[Path], cache_dir: Path) -> tuple:
-    """Keys and stacked trajectories of the scenarios, from the cache when it has them."""
+    """Keys, stacked trajectories, focal track ids and ``TargetPoses`` of the scenarios, from
+    the cache when it has them."""
     digest = hashlib.sha1(INDEX_VERSION + "\n".join(f.name for f in folders).encode())
     cache = cache_dir / f"argoverse2_{folders[0].parent.name}_{digest.hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             keys = list(zip(z["clip_ids"].tolist(), z["t0_us"].tolist()))
-            return keys, z["hist_xy"], z["hist_yaw"], z["fut_xy"], z["fut_yaw"]
+            return (keys, z["hist_xy"], z["hist_yaw"], z["fut_xy"], z["fut_yaw"],
+                    z["track_ids"].tolist(), TargetPoses(z["origin"], z["yaw"]))
     workers = min(os.cpu_count() or 1, 8)
     if len(folders) >= PARALLEL_FROM and workers > 1:
         with shielded():  # its workers leave the stop signals to the trainer (data/stop.py)
@@ -126,22 +130,28 @@ def load_index(folders: list[Path], cache_dir: Path) -> tuple:
         rows = [index_row(f) for f in folders]
     keys = [r[0] for r in rows]
     arrays = [np.stack([r[i] for r in rows]).astype(np.float32) for i in range(1, 5)]
+    track_ids = [r[5] for r in rows]
+    poses = TargetPoses(np.array([r[6] for r in rows], np.float64),
+                        np.array([r[7] for r in rows], np.float64))
     try:
         save_npz_atomic(cache, clip_ids=np.array([k[0] for k in keys]),
                         t0_us=np.array([k[1] for k in keys], np.int64), hist_xy=arrays[0],
-                        hist_yaw=arrays[1], fut_xy=arrays[2], fut_yaw=arrays[3])
+                        hist_yaw=arrays[1], fut_xy=arrays[2], fut_yaw=arrays[3],
+                        track_ids=np.array(track_ids), origin=poses.origin, yaw=poses.yaw)
     except OSError:
         pass  # a read-only dataset folder: index again next time
-    return (keys, *arrays)
+    return (keys, *arrays, track_ids, poses)
 
 
 class Argoverse2Forecasting(BenchmarkDataset):
     """Items: the common trajectory keys (S = 50, T = 60 at 0.1 s) plus ``polylines`` and
-    ``polyline_mask`` of the scenario (vectors.py)."""
+    ``polyline_mask`` of the scenario (vectors.py). ``track_ids``: each scenario's focal track
+    id."""
 
     def __init__(self, folders: list[Path], cache_dir: Path):
-        keys, hist_xy, hist_yaw, fut_xy, fut_yaw = load_index(folders, cache_dir)
-        super().__init__(trajectory_index(keys, hist_xy, hist_yaw, fut_xy, fut_yaw))
+        keys, hist_xy, hist_yaw, fut_xy, fut_yaw, self.track_ids, poses = load_index(
+            folders, cache_dir)
+        super().__init__(trajectory_index(keys, hist_xy, hist_yaw, fut_xy, fut_yaw), poses)
         self.folders = folders
 
     @classmethod

@@ -16,6 +16,8 @@ scene input in place of ``frames`` (no ``coc_embedding``: benchmarks have no tea
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -51,13 +53,33 @@ def trajectory_index(keys: list[tuple[str, int]], history_xy: np.ndarray,
     return SplitData(list(keys), labels, history, frame_paths=[])
 
 
+@dataclass(frozen=True)
+class TargetPoses:
+    """Each sample's target pose at t0 in the benchmark's world frame (nuScenes global,
+    Argoverse 2 city coordinates): what takes a prediction in the target's frame back to the
+    coordinates the leaderboards score."""
+
+    origin: np.ndarray  # (N, 2) float64, metres
+    yaw: np.ndarray  # (N,) float64, radians
+
+    def to_world(self, xy) -> np.ndarray:
+        """(N, ..., 2) points, each in its sample's target frame -> float64 world points (the
+        inverse of ``vectors.Frame.points``)."""
+        xy = np.asarray(xy, np.float64)
+        shape = (len(self.yaw),) + (1,) * (xy.ndim - 2)
+        c, s = np.cos(self.yaw).reshape(shape), np.sin(self.yaw).reshape(shape)
+        x, y = xy[..., 0], xy[..., 1]
+        return np.stack([c * x - s * y, s * x + c * y], -1) + self.origin.reshape(*shape, 2)
+
+
 class BenchmarkDataset(Dataset):
-    """Item i: the trajectory keys of sample i plus ``scene(i)`` (the subclass's input)."""
+    """Item i: the trajectory keys of sample i plus ``scene(i)`` (the subclass's input);
+    ``poses``: the targets' poses at t0 in world coordinates."""
 
     collate_fn = staticmethod(collate)
 
-    def __init__(self, data: SplitData):
-        self.data = data
+    def __init__(self, data: SplitData, poses: TargetPoses):
+        self.data, self.poses = data, poses
         self.columns = {
             "ego_history_xyz": data.history["ego_history_xyz"],
             "ego_history_rot": data.history["ego_history_rot"],
@@ -68,6 +90,10 @@ class BenchmarkDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def future_world(self) -> np.ndarray:
+        """(N, T, 2) float64: every target's true future in world coordinates."""
+        return self.poses.to_world(self.data.labels["trajectory_xyz"][..., :2])
 
     def scene(self, i: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

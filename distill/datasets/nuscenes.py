@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.readers import DataError
-from .common import BenchmarkDataset, trajectory_index
+from .common import BenchmarkDataset, TargetPoses, trajectory_index
 from .vectors import Frame
 
 HISTORY_S, FUTURE_S, HZ = 2, 6, 2
@@ -56,8 +56,8 @@ def _yaw(record: dict) -> float:
 
 
 def agent_trajectory(helper, instance: str, sample: str, where: str) -> tuple:
-    """(key, history xy, history yaw, future xy, future yaw) of one challenge agent in its frame
-    at t0. A history shorter than 2 s (an agent first seen less than 2 s ago) is padded with
+    """(key, history xy, history yaw, future xy, future yaw, frame) of one challenge agent in
+    its frame at t0 (``frame``: its pose at t0 in global coordinates). A history shorter than 2 s (an agent first seen less than 2 s ago) is padded with
     its earliest pose, i.e. as if it had stood there; the future must be complete."""
     now = helper.get_sample_annotation(instance, sample)
     past = helper.get_past_for_agent(instance, sample, HISTORY_S, in_agent_frame=False,
@@ -75,7 +75,7 @@ def agent_trajectory(helper, instance: str, sample: str, where: str) -> tuple:
         return xy, frame.angles(np.array([_yaw(r) for r in records]))
 
     key = (instance, int(helper.data.get("sample", sample)["timestamp"]))
-    return (key, *poses(history), *poses(future))
+    return (key, *poses(history), *poses(future), frame)
 
 
 class RasterCache:
@@ -108,16 +108,20 @@ class RasterCache:
 
 class NuScenesPrediction(BenchmarkDataset):
     """Items: the common trajectory keys (S = 5, T = 12 at 0.5 s) plus ``raster`` float32
-    (3, R, R), ImageNet-normalized, covering 50 m x 50 m (50 / R m per pixel)."""
+    (3, R, R), ImageNet-normalized, covering 50 m x 50 m (50 / R m per pixel). ``pairs``:
+    the (instance, sample) tokens of each item; ``helper``: the devkit's PredictHelper."""
 
     def __init__(self, helper, tokens: list[str], resolution: int, where: str,
                  cache_dir: Path | None = None):
         representation, static_layer, agent_boxes, combine = _devkit()[3]
         pairs = [tuple(token.split("_")) for token in tokens]
         rows = [agent_trajectory(helper, inst, sample, where) for inst, sample in pairs]
+        poses = TargetPoses(np.array([r[5].origin for r in rows], np.float64),
+                            np.array([r[5].yaw for r in rows], np.float64))
         super().__init__(trajectory_index([r[0] for r in rows],
-                                          *(np.stack([r[i] for r in rows]) for i in range(1, 5))))
-        self.pairs, self.resolution = pairs, resolution
+                                          *(np.stack([r[i] for r in rows]) for i in range(1, 5))),
+                         poses)
+        self.pairs, self.resolution, self.helper = pairs, resolution, helper
         self.cache = RasterCache(cache_dir / f"nuscenes_rasters_{resolution}px"
                                  if cache_dir else None)
         metres_per_pixel = RASTER_METRES / resolution
