@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -138,20 +137,17 @@ def score_av2(submission, truth: dict) -> dict:
 
 
 def write_atomic(path: Path, write) -> None:
-    """``write(temp path)`` in ``path``'s folder, then renamed onto ``path``."""
+    """``write(temp path)`` in ``path``'s folder (a new file, with the user's umask), then
+    renamed onto ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as e:
-        raise DataError(f"{path}: cannot write the submission ({e.strerror or e})") from None
-    try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise DataError(f"{path}: cannot write the submission ({e.strerror or e})") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def leaderboard(dataset, benchmark: str, modes: ModePredictions,
