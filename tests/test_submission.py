@@ -194,3 +194,21 @@ def test_submission_without_a_benchmark_is_refused_in_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--submission" in err
     assert not (tmp_path / "predictions.json").exists()
+
+
+def test_three_modes_train_select_and_score_with_k6_not_applicable(tiny_root, tmp_path):
+    """Any K from 1 to 25 trains (model selection on minADE_6: here over all 3 modes),
+    evaluates and submits; the leaderboard's k = 6 metrics are n/a."""
+    root = tiny_root / "argoverse2"
+    assert train_main(["--model", "baseline", "--model-size", "tiny", "--batch-size", "8",
+                       "--num-workers", "0", "--max-epochs", "1", "--output-dir", str(tmp_path),
+                       "--num-modes", "3", "--benchmark", "argoverse2", "--argoverse2-root",
+                       str(root), "--input-type", "vector"]) == 0
+    submission = tmp_path / "predictions.parquet"
+    assert evaluate_main(["--checkpoint", str(tmp_path / "baseline_seed42_best.pt"),
+                          "--num-workers", "0", "--submission", str(submission)]) == 0
+    entry = json.loads((tmp_path / "eval.json").read_text())["leaderboard"]
+    assert entry["num_modes"] == 3 and entry["metrics"]["minADE_6"] is None
+    assert np.isfinite(entry["metrics"]["minFDE_1"])
+    challenge = ChallengeSubmission.from_parquet(submission)
+    assert {tracks["focal"].shape for _, tracks in challenge.predictions.values()} == {(3, 60, 2)}

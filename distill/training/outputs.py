@@ -108,7 +108,8 @@ def epoch_record(epoch, step, lr, train_means, val: dict, cv_ade, samples_per_s,
 
 
 def epoch_line(r: dict, max_epochs: int, run: RunState, num_modes: int = 1) -> str:
-    modes = f" minADE_{num_modes} {r[f'val_minADE_{num_modes}']:.3f} m" if num_modes > 1 else ""
+    shown = min(num_modes, 6)  # val_minADE_6 is over all the modes when K <= 6
+    modes = f" minADE_{shown} {r['val_minADE_6']:.3f} m" if num_modes > 1 else ""
     return (f"epoch {r['epoch']:>3}/{max_epochs} | train {r['train_loss']:.4f} "
             f"(pos {r['train_pos']:.4f} yaw {r['train_yaw']:.4f} act {r['train_action']:.4f} "
             f"reas {r['train_reasoning']:.4f}) | val {r['val_loss']:.4f} ADE {r['val_ade']:.3f} m"
