@@ -2,7 +2,7 @@
 PhysicalAI-Autonomous-Vehicles, read with NVIDIA's devkit, into
 extracted_frames/{split}/sample_{idx:05d}.npz (JPEG).
 
-    python scripts/extract_frames.py --split train --num-samples 2000 --stream
+    python scripts/extract_frames.py --split train --resolution 224 --num-samples 2000  # hub
     python scripts/extract_frames.py --split train --num-samples 1000 --shard 0/4 --dataset-root DIR
 
 Sample idx = the clip's position among the split's valid clips in the clip index (or in

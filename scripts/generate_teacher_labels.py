@@ -6,9 +6,10 @@ by (clip_id, t0_us)). With --shard i/n: {split}_labels_shard{i}.npz, merged by m
     python scripts/generate_teacher_labels.py --teacher world --split val   # a built-in world
 
 alpamayo-r1 needs NVIDIA's alpamayo_r1 package, a GPU and the dataset (--dataset-root,
-$PAI_DATASET_ROOT, --hf-cache or --stream): it sees each sample's frames decoded by NVIDIA's
-devkit at the cameras' native size, and its ego history (teacher_labels/{split}_ego_history.npz
-when there, else from the clip's egomotion). See docs/data_pipeline.md.
+$PAI_DATASET_ROOT, --hf-cache, else streamed from the hub): it sees each sample's frames
+decoded by NVIDIA's devkit at the cameras' native size, and its ego history
+(teacher_labels/{split}_ego_history.npz when there, else from the clip's egomotion). See
+docs/data_pipeline.md.
 """
 from __future__ import annotations
 

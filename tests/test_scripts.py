@@ -236,13 +236,25 @@ def test_world_teacher_refuses_clips_that_are_not_its_samples(extracted, tmp_pat
 def test_alpamayo_teacher_needs_its_package_and_a_gpu(pai, extracted, tmp_path, monkeypatch,
                                                     capsys):
     monkeypatch.setitem(sys.modules, "alpamayo_r1", None)  # import fails
-    assert labels(["--teacher", "alpamayo-r1", "--frames-dir", str(extracted / "extracted_frames"),
-                   "--out-dir", str(tmp_path), "--dataset-root", str(pai[0])]) == 2
+    argv = ["--teacher", "alpamayo-r1", "--frames-dir", str(extracted / "extracted_frames"),
+            "--out-dir", str(tmp_path), "--dataset-root", str(pai[0])]
+    assert labels(argv) == 2
     assert "needs NVIDIA's alpamayo_r1 package" in one_error_line(capsys)
     fake_alpamayo(monkeypatch)
     monkeypatch.setattr(alpamayo, "cuda_available", lambda: False)
     with pytest.raises(TeacherError, match="needs a CUDA GPU"):
         alpamayo.AlpamayoTeacher(source=None)
+
+    def not_cached(*args, **kwargs):  # what transformers raises offline without the weights
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and "
+                      "couldn't find them in the cached files.")
+
+    monkeypatch.setattr(alpamayo, "cuda_available", lambda: True)
+    monkeypatch.setattr(sys.modules["alpamayo_r1.models.alpamayo_r1"].AlpamayoR1,
+                        "from_pretrained", not_cached)
+    assert labels(argv) == 2
+    assert ("--model nvidia/Alpamayo-R1-10B: cannot be loaded (a local or cached dataset is read "
+            "offline, and so is the model: download it first") in one_error_line(capsys)
 
 
 STAND_IN_COMMIT = "c0ffee" * 6 + "c0ff"  # the weights' commit, as transformers records it

@@ -26,7 +26,8 @@ def code_version() -> str:
     source = Path(__file__).resolve().parents[2]
     if (source / ".git").exists():
         try:
-            done = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"],
+            done = subprocess.run(["git", "--no-optional-locks", "describe", "--always",
+                                   "--dirty", "--tags"],
                                   cwd=source, capture_output=True, text=True, timeout=30)
             if done.returncode == 0 and done.stdout.strip():
                 return f"distill {done.stdout.strip()}"

@@ -61,11 +61,19 @@ class AlpamayoTeacher:
         self.sampling = dict(top_p=top_p, temperature=temperature, num_traj_samples=1,
                              max_generation_length=max_generation_length, return_extra=True)
         revision = {"revision": model_revision} if model_revision else {}
-        self.model = model_class.from_pretrained(model, dtype=torch.bfloat16, **revision).to(device)
+        try:
+            self.model = model_class.from_pretrained(model, dtype=torch.bfloat16,
+                                                     **revision).to(device)
+            self.processor = self.helper.get_processor(self.model.tokenizer)
+        except OSError as e:  # not found, not cached, no connection
+            offline = (" (a local or cached dataset is read offline, and so is the model: "
+                       f"download it first, hf download {model}, or pass --model DIR)"
+                       if source.offline else "")
+            raise TeacherError(f"--model {model}: cannot be loaded{offline}: "
+                               f"{' '.join(str(e).split())}") from None
         # the commit transformers resolved the weights at (None for a local folder)
         self.model_revision = model_revision or getattr(getattr(self.model, "config", None),
                                                         "_commit_hash", None)
-        self.processor = self.helper.get_processor(self.model.tokenizer)
         self.clips = reader(source)
 
     def images(self, sample: TeacherSample) -> torch.Tensor:

@@ -7,8 +7,10 @@ hub's cache layout):
   the copy); its commit is the one the download recorded, else ``--revision``, else unknown;
 - ``cache``: a Hugging Face cache folder holding the dataset (``--hf-cache``), read offline at
   ``--revision`` or the commit its ``refs/main`` names;
-- ``hub``: streamed from the hub with the user's token (``--stream``): the metadata tables are
-  downloaded into the cache, of the chunk files only the members the samples need are read.
+- ``hub`` (when neither is given, as the guide's commands): streamed from the hub with the
+  user's token, at ``--revision`` (default main, resolved to its commit once): the metadata
+  tables are downloaded into the Hugging Face cache ($HF_HUB_CACHE), of the chunk files only the
+  members the samples need are read.
 
 The devkit reads offline only when ``HF_HUB_OFFLINE=1`` was set before ``huggingface_hub`` was
 imported, with an explicit 40-hex revision and a cache folder: ``opened`` sees to all three.
@@ -62,19 +64,20 @@ class Source:
         return where + at
 
 
+SOURCE_FLAGS = (  # (flag, metavar, help); each defaults to None
+    ("--dataset-root", "DIR", "a local download of PhysicalAI-Autonomous-Vehicles (hf download "
+     f"--local-dir), read offline (default: ${ROOT_ENV})"),
+    ("--hf-cache", "DIR", "a Hugging Face cache folder holding the dataset, read offline "
+     "(without it and a local copy: streamed from the hub with your token, hf auth login or "
+     "HF_TOKEN; only what the samples need is fetched)"),
+    ("--revision", "COMMIT", "the dataset's revision (offline: a 40-hex commit; default: the "
+     "one the local copy or cache records, on the hub main)"),
+)
+
+
 def add_source_flags(parser) -> None:
-    parser.add_argument("--dataset-root", default=None, metavar="DIR",
-                        help="a local download of PhysicalAI-Autonomous-Vehicles (hf download "
-                        f"--local-dir), read offline (default: ${ROOT_ENV})")
-    parser.add_argument("--hf-cache", default=None, metavar="DIR",
-                        help="a Hugging Face cache folder holding the dataset, read offline; "
-                        "with --stream: where the metadata tables are cached")
-    parser.add_argument("--stream", action="store_true",
-                        help="read from the hub with your token (hf auth login or HF_TOKEN): "
-                        "only what the samples need is fetched")
-    parser.add_argument("--revision", default=None, metavar="COMMIT",
-                        help="the dataset's commit (40 hex; default: the one the local copy or "
-                        "cache records, with --stream the hub's main)")
+    for flag, metavar, text in SOURCE_FLAGS:
+        parser.add_argument(flag, default=None, metavar=metavar, help=text)
 
 
 def local_revision(root: Path) -> str | None:
@@ -87,10 +90,11 @@ def local_revision(root: Path) -> str | None:
 def source_from_args(args: argparse.Namespace) -> Source:
     """The source the flags name; a DataError (one line) for one that cannot be read."""
     revision = args.revision
-    if revision is not None and not args.stream and not COMMIT.fullmatch(revision):
+    root = args.dataset_root or os.environ.get(ROOT_ENV)
+    if not (root or args.hf_cache):
+        return Source("hub", None, revision)
+    if revision is not None and not COMMIT.fullmatch(revision):
         raise DataError(f"--revision {revision}: offline reading needs a 40-hex commit id")
-    if args.stream:
-        return Source("hub", args.hf_cache, revision)
     if args.hf_cache:
         repo = Path(args.hf_cache).expanduser() / REPO_FOLDER
         if not repo.is_dir():
@@ -102,10 +106,6 @@ def source_from_args(args: argparse.Namespace) -> Source:
             raise DataError(f"{repo / 'snapshots'}: no snapshot {revision or '(no refs/main)'}; "
                             "pass --revision with a commit it holds")
         return Source("cache", str(repo.parent), revision)
-    root = args.dataset_root or os.environ.get(ROOT_ENV)
-    if not root:
-        raise DataError(f"no dataset given: --dataset-root DIR (or ${ROOT_ENV}), --hf-cache DIR "
-                        "or --stream")
     root = Path(root).expanduser().resolve()
     missing = [names for names in METADATA if not any((root / n).is_file() for n in names)]
     if missing:
@@ -123,7 +123,8 @@ def set_offline(offline: bool) -> None:
     now = hub.HF_HUB_OFFLINE if hub else flag
     if bool(now) != offline:
         raise ScriptError(
-            "--stream reads the hub, but HF_HUB_OFFLINE is set" if not offline else
+            "the dataset is streamed from the hub (no --dataset-root, $PAI_DATASET_ROOT or "
+            "--hf-cache given), but HF_HUB_OFFLINE is set" if not offline else
             "a local dataset is read offline, but huggingface_hub was imported before "
             "HF_HUB_OFFLINE=1 could be set; set it in the environment")
 
@@ -146,16 +147,27 @@ def opened(source: Source) -> Iterator[Source]:
     switch): a local copy's links made (removed on exit), the hub's revision resolved once so
     every worker reads the same commit."""
     set_offline(source.offline)
+    if source.kind != "hub":
+        print(f"dataset: the {source} (offline)", flush=True)
     if source.kind == "local":
         with tempfile.TemporaryDirectory(prefix="distill-pai-") as cache:
             link_snapshot(Path(source.root), Path(cache), source.revision)
             yield replace(source, cache_dir=cache)
         return
     if source.kind == "hub" and not (source.revision and COMMIT.fullmatch(source.revision)):
-        resolved = replace(source, revision=dataset(source).revision)
-        _OPEN[resolved] = _OPEN[source]
-        source = resolved
+        source = replace(source, revision=hub_commit(source.revision or "main"))
+    print(f"dataset: the {source} (streamed)", flush=True)
     yield source
+
+
+def hub_commit(revision: str) -> str:
+    """The commit a branch or tag of the dataset names on the hub now."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().repo_info(REPO_ID, repo_type="dataset", revision=revision).sha
+    except Exception as e:
+        raise hub_error(e, f"the hub's revision {revision}") or e from None
 
 
 def dataset(source: Source):
