@@ -12,6 +12,18 @@ from .batch import label_columns
 from .readers import SplitData, check_sample_key, read_frames
 
 
+def resize_frames(frames: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    """Normalised frames ``(..., C, H, W)`` resized to ``resolution`` x ``resolution`` (bilinear,
+    antialiased, as every torch-side consumer of frames resizes them); unchanged when they have
+    that size already or ``resolution`` is None."""
+    if not resolution or frames.shape[-2:] == (resolution, resolution):
+        return frames
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    flat = F.interpolate(flat, size=(resolution, resolution), mode="bilinear", antialias=True,
+                         align_corners=False)
+    return flat.reshape(*frames.shape[:-2], resolution, resolution)
+
+
 class SampleDataset(Dataset):
     """Item i: the contract's keys for one sample; frames are read, normalized and (when
     stored at another size) resized to ``resolution`` on access; None keeps the stored size."""
@@ -29,11 +41,8 @@ class SampleDataset(Dataset):
         path, key = self.data.frame_paths[i], self.data.keys[i]
         arrays = read_frames(path)
         check_sample_key(path, arrays, key)
-        frames = normalize_frames(torch.from_numpy(arrays["frames"]))  # (4, 12, H, W)
-        if self.resolution and frames.shape[-2:] != (self.resolution, self.resolution):
-            frames = F.interpolate(frames, size=(self.resolution,) * 2, mode="bilinear",
-                                   antialias=True, align_corners=False)
-        return frames
+        return resize_frames(normalize_frames(torch.from_numpy(arrays["frames"])),  # (4, 12, H, W)
+                             self.resolution)
 
     def __getitem__(self, i: int) -> dict:
         sample = {k: torch.from_numpy(np.asarray(v[i])) for k, v in self.columns.items()}
