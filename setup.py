@@ -120,8 +120,12 @@ BENCH = [
     "opencv-python==4.11.0.86",
     "opencv-python-headless==4.11.0.86",
 ]
+# The student served as a driving policy (python -m distill.serve, docs/closed_loop.md): a range
+# of one major, the contract revision AlpaSim's runtime speaks (2), as the package asks.
+SERVE = ["carla-driver-interface>=2.0,<3"]
 # import-linter: `lint-imports` checks the import layers (pyproject.toml, docs/architecture.md).
-DEV = list(dict.fromkeys(TRAIN + BENCH + ["pytest==9.2.0", "ninja==1.13.2", "import-linter==2.17"]))
+DEV = list(dict.fromkeys(TRAIN + BENCH + SERVE
+                         + ["pytest==9.2.0", "ninja==1.13.2", "import-linter==2.17"]))
 
 setup(
     name="distill",
@@ -136,7 +140,7 @@ setup(
         "tqdm==4.70.1",
         "pillow==13.0.0",
     ],
-    extras_require={"train": TRAIN, "bench": BENCH, "dev": DEV},
+    extras_require={"train": TRAIN, "bench": BENCH, "serve": SERVE, "dev": DEV},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtensionPerCapability.with_options(use_ninja=True)},
     zip_safe=False,
