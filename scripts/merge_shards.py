@@ -1,6 +1,6 @@
 """Merge teacher_labels/{split}_labels_shard{0..N-1}.npz into {split}_labels.npz. Refuses when
-a shard is missing, when shards differ in arrays or shapes, when a sample key is in two shards
-or (with the frames folder present) when an extracted sample is in none.
+a shard is missing, when shards differ in arrays, shapes or provenance, when a sample key is in
+two shards or (with the frames folder present) when an extracted sample is in none.
 
     python scripts/merge_shards.py --split train --num-shards 4
 

@@ -104,9 +104,11 @@ def break_copy(root, clip, case: str) -> list[str]:
     """Damage the copy at ``root`` for one bad-input case; returns extra script flags."""
     tele_zip = root / pai_layout.camera_zip(TELE).format(chunk_id=clip.chunk)
     left = formats.CAMERAS[0]
-    if case == "unknown clip":
-        pd.DataFrame({"clip_id": [clip.clip_id, "f0000000-0000-4000-8000-00000000000f"]}
-                     ).to_parquet(root / "split.parquet")
+    listed = {"unknown clip": [clip.clip_id, "f0000000-0000-4000-8000-00000000000f"],
+              "invalid clip": [clip.clip_id, "00000000-0000-4000-8000-000000000000"],
+              "clip listed twice": [clip.clip_id, clip.clip_id]}
+    if case in listed:
+        pd.DataFrame({"clip_id": listed[case]}).to_parquet(root / "split.parquet")
         return ["--split-file", str(root / "split.parquet")]
     if case == "missing camera":
         pai_layout.rewrite_member(tele_zip, f"{clip.clip_id}.{TELE}.mp4", None)
@@ -127,6 +129,8 @@ def break_copy(root, clip, case: str) -> list[str]:
 BAD = {
     "unknown clip": "split.parquet: clip f0000000-0000-4000-8000-00000000000f is not in the "
                     "clip index of the local copy",
+    "invalid clip": "split.parquet: clip 00000000-0000-4000-8000-000000000000 is marked invalid",
+    "clip listed twice": "is listed twice",
     "missing camera": f": {TELE}: missing from its chunk file",
     "chunk not downloaded": f": {TELE}: camera/{TELE}/{TELE}.chunk_0000.zip is not in the "
                             "local copy",
@@ -153,7 +157,7 @@ def test_bad_input_is_one_line_naming_the_clip(pai, tmp_path, capsys, case):
     assert BAD[case] in line, line
     # the first clip hit: the t0 cases and the chunk (shared by both train clips) hit the first
     named = clips[0] if case.startswith("t0") or case == "chunk not downloaded" else clip
-    assert case == "unknown clip" or f"clip {named.clip_id}: " in line, line
+    assert case in ("unknown clip", "invalid clip") or f"clip {named.clip_id}" in line, line
 
 
 def test_a_gated_stream_without_a_token_is_one_line(pai, tmp_path, capsys, monkeypatch):

@@ -41,20 +41,20 @@ def split_clips(source: Source, split: str, split_file: str | None = None) -> li
     ``split`` in the devkit's clip index, or the clips a split file (parquet with a ``clip_id``
     column or index) lists, each of which must be in the index and valid."""
     index = dataset(source).clip_index
-    valid = index["clip_is_valid"] if "clip_is_valid" in index else None
+    valid = (index["clip_is_valid"] if "clip_is_valid" in index else
+             index.index.to_series(index=index.index).notna())  # no column: all valid
     if split_file is None:
-        if "split" not in index or split not in set(index["split"]):
-            splits = sorted(set(index["split"])) if "split" in index else []
+        splits = sorted(map(str, set(index["split"]))) if "split" in index else []
+        if split not in splits:
             raise DataError(f"{source}: its clip index has no split '{split}' (has: "
-                            f"{', '.join(map(str, splits)) or 'no split column'})")
-        chosen = index["split"] == split
-        return [str(c) for c in index.index[chosen & (True if valid is None else valid)]]
+                            f"{', '.join(splits) or 'no split column'})")
+        return [str(c) for c in index.index[(index["split"] == split) & valid]]
     clips = read_split_file(Path(split_file))
     for clip_id in clips:
         if clip_id not in index.index:
             raise DataError(f"{split_file}: clip {clip_id} is not in the clip index of the "
                             f"{source}")
-        if valid is not None and not valid[clip_id]:
+        if not valid[clip_id]:
             raise DataError(f"{split_file}: clip {clip_id} is marked invalid in the clip index")
     return clips
 
@@ -71,9 +71,10 @@ def read_split_file(path: Path) -> list[str]:
     if ids is None:
         raise DataError(f"{path}: no 'clip_id' column (has: {', '.join(map(str, table.columns))})")
     clips = [str(c) for c in ids]
-    if len(set(clips)) != len(clips):
-        raise DataError(f"{path}: clip {next(c for c in clips if clips.count(c) > 1)} is listed "
-                        "twice")
+    seen: set = set()
+    twice = next((c for c in clips if c in seen or seen.add(c)), None)
+    if twice is not None:
+        raise DataError(f"{path}: clip {twice} is listed twice")
     return clips
 
 
