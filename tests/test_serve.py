@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import pickle
 import os
 import signal
 import subprocess
@@ -38,8 +39,10 @@ from distill.models.config import get_model_config  # noqa: E402
 from distill.models.plan import student_plan  # noqa: E402
 from distill.ops import normalize_frames  # noqa: E402
 from distill.serve import main as serve_main  # noqa: E402
-from distill.serving import StudentDriver  # noqa: E402
+from distill.models import build_student  # noqa: E402
+from distill.serving import StudentDriver, build_server  # noqa: E402
 from distill.train import main as train_main  # noqa: E402
+from distill.kinematics import ActionNormalization  # noqa: E402
 from distill.training.trained import TrainedStudent, load_student  # noqa: E402
 from distill.world.render import RIGS  # noqa: E402
 
@@ -276,3 +279,41 @@ def test_only_camera_students_are_served():
     raster = TrainedStudent(None, get_model_config("tiny", input_type="raster"), None, None, {})
     with pytest.raises(ValueError, match="a raster student cannot drive from cameras"):
         StudentDriver(raster, {c: c for c in CAMERAS})
+
+
+def test_a_multimodal_student_sends_its_other_modes(student):
+    """Three modes (an untrained student, served in this process): the most probable is the
+    plan, the other two go back as sampled trajectories, its probability as a debug scalar."""
+    cfg = get_model_config("tiny", num_modes=3)
+    torch.manual_seed(0)
+    model = build_student("baseline", cfg).eval()
+    stats = ActionNormalization(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.02]))  # 1 m/s^2
+    driver = StudentDriver(TrainedStudent(model, cfg, stats, student.config, {}),
+                           {c: c for c in CAMERAS})
+    server, port = build_server(driver, "127.0.0.1:0", "alpasim", 2)
+    server.start()
+    recorder = Recorder()
+    try:
+        channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{port}"), recorder)
+        with FakeLoop(channel, rig_cameras()) as loop:
+            assert loop.run(2).steps == 2
+        channel.close()
+    finally:
+        server.stop(None)
+    for k, (_, response) in enumerate(recorder.requests("drive")):
+        batch = loop_inputs(recorder, k + 1)
+        with torch.inference_mode():
+            plan = student_plan(model, {key: v[k:] for key, v in batch.items()}, cfg, stats)
+        best = int(plan.probs[0].argmax())
+        assert np.ptp(plan.modes_xy[0, :, -1, 1].numpy()) > 1.0  # the modes turn apart
+        np.testing.assert_allclose(served_plan(response, k * STEP_US)[:, :2],
+                                   plan.modes_xy[0, best].numpy(), atol=1e-4)
+        sampled = [Trajectory.from_proto(t) for t in response.debug_info.sampled_trajectories]
+        others = [m for m in range(3) if m != best]
+        for trajectory, mode in zip(sampled, others, strict=True):
+            anchor = trajectory.poses[0].inverse()
+            xy = np.stack([(anchor @ p).position[:2] for p in trajectory.poses[1:]])
+            np.testing.assert_allclose(xy, plan.modes_xy[0, mode].numpy(), atol=1e-4)
+        debug = pickle.loads(response.debug_info.unstructured_debug_info)
+        assert debug["policy_name"] == "distill-baseline-tiny"
+        assert debug["scalars"]["mode_probability"] == pytest.approx(float(plan.probs[0, best]))
