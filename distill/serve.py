@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def start(args: argparse.Namespace):
-    """(server, driver, where it listens); ValueError or OSError (one line) for bad input."""
+    """(server, driver): the server started, and its line printed; ValueError or OSError (one
+    line) for bad input."""
     from .serving import StudentDriver, build_server, camera_map
 
     ids = camera_map(args.camera_map)
@@ -51,6 +52,7 @@ def start(args: argparse.Namespace):
                else f"{args.host}:{args.port}")
     server, port = build_server(driver, address, args.mode, args.max_workers)
     where = address if args.socket else f"{args.host}:{port}"
+    server.start()
     cfg, config = student.cfg, student.config
     print(f"serving {driver.name} ({args.checkpoint}, {student.weights} weights, "
           f"{config.resolution} px, {driver.device}) on {where} in {args.mode} mode; cameras "
@@ -68,7 +70,6 @@ def main(argv=None) -> int:
     try:
         with StopRequest(linger=cli) as stop:
             server, driver = start(args)
-            server.start()
             while not stop.requested:
                 time.sleep(0.1)
             server.stop(grace=5.0).wait()
