@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-cdi = pytest.importorskip("carla_driver_interface", reason="the [serve] extra is not installed")
+pytest.importorskip("carla_driver_interface", reason="the [serve] extra is not installed")
 import grpc  # noqa: E402  (installed with carla-driver-interface)
 from carla_driver_interface.contract import contract_metadata  # noqa: E402
 from carla_driver_interface.geometry import Pose, Trajectory  # noqa: E402
