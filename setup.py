@@ -111,6 +111,7 @@ TRAIN = [
     "huggingface-hub==2.4.0",
     "pandas==3.0.6",
     "tensorboard==2.21.0",  # live curves (distill/training/tensorboard.py)
+    "shapely==2.0.7",  # footprint overlaps and route distances of the closed loop (distill.drive)
 ]
 BENCH = [
     "av2==0.3.6",

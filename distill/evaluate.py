@@ -18,8 +18,10 @@ import numpy as np
 from . import plots
 from .constants import ROLLOUTS
 from .data.batch import yaw_from_rot
+from .closed_loop.policies import PolicyError
 from .data.readers import DataError, one_line, read_frames
 from .datasets import miss_rule
+from .drive import closed_loop_summary
 from .datasets.leaderboard import leaderboard, leaderboard_line, predict_modes
 from .metrics import displacement_errors
 from .ops import use_rollout
@@ -50,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="benchmark checkpoints: also write the predictions as the challenge "
                    "submission file (nuScenes: JSON of the devkit's Prediction objects; "
                    "Argoverse 2: av2's ChallengeSubmission parquet)")
+    p.add_argument("--closed-loop", type=int, default=0, metavar="N",
+                   help="camera students: also drive N closed-loop episodes of the built-in "
+                   "world (as distill.drive does, with its references) and add the driving "
+                   "summary to eval.json under closed_loop (default 0: none)")
     return p.parse_args(argv)
 
 
@@ -120,6 +126,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     report["plots"] = [str(p) for p in (
         *front, plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
         plots.ade_by_horizon(errors, cv_errors, cfg.dt, out / "eval_ade_horizon.png"))]
+    if args.closed_loop > 0:  # the student driving the built-in world (docs/closed_loop.md)
+        report["closed_loop"] = closed_loop_summary(student, device, args.closed_loop)
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -129,7 +137,7 @@ def main(argv=None) -> int:
     try:
         with use_rollout(args.rollout):
             report = evaluate(args)
-    except (DataError, ConfigError, checkpoint.CheckpointError) as e:
+    except (DataError, ConfigError, PolicyError, checkpoint.CheckpointError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"{args.split}: ADE {report['val_ade']:.3f} m, FDE {report['val_fde']:.3f} m, "
@@ -145,6 +153,10 @@ def main(argv=None) -> int:
               f"{r['lateral_std_3s']:.2f} m")
     if "leaderboard" in report:
         print(f"  {leaderboard_line(report['leaderboard'])}")
+    if "closed_loop" in report:
+        print(f"closed loop, {report['closed_loop']['num_episodes']} episodes: driving score "
+              + ", ".join(f"{p} {s['overall']['score']:.3f}"
+                          for p, s in report["closed_loop"]["summary"].items()))
     if args.submission:
         print(f"wrote the submission {args.submission}")
     print(f"wrote {Path(report['plots'][0]).parent / 'eval.json'} and "

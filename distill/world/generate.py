@@ -19,9 +19,10 @@ from .coc import sentence
 from .planner import drive
 from .render import render_frames
 from .scenarios import build_scene, sample_behaviour
-from .scene import FUTURE_INDICES, HISTORY_INDICES, T0_INDEX
+from .scene import FUTURE_INDICES, HISTORY_INDICES, T0_INDEX, TIMES, Scene
 
 SPLIT_STREAMS = {"train": 0, "val": 1}  # independent random streams per split
+DRIVE_STREAM = 2  # the closed loop's episodes (distill.closed_loop): a stream of their own
 PLANNER = "distill-world-planner"
 
 
@@ -37,10 +38,10 @@ def world_provenance(seed: int) -> dict:
                             provenance.t0_rule([DEFAULT_T0_US]))
 
 
-def poses_in_t0_frame(track, indices):
-    """Ego poses at ``indices`` in the ego frame at t0 (x forward, y left, z up):
-    xyz float32 (n, 3) and rotations float32 (n, 3, 3) (yaw only; the world is flat)."""
-    x0, y0, yaw0 = track.x[T0_INDEX], track.y[T0_INDEX], track.yaw[T0_INDEX]
+def poses_in_ego_frame(track, indices, ref: int = T0_INDEX):
+    """Ego poses at ``indices`` in the ego frame at time index ``ref`` (x forward, y left, z
+    up): xyz float32 (n, 3) and rotations float32 (n, 3, 3) (yaw only; the world is flat)."""
+    x0, y0, yaw0 = track.x[ref], track.y[ref], track.yaw[ref]
     c, s = np.cos(yaw0), np.sin(yaw0)
     dx, dy = track.x[indices] - x0, track.y[indices] - y0
     xyz = np.stack([c * dx + s * dy, -s * dx + c * dy, np.zeros(len(indices))], axis=1)
@@ -61,17 +62,24 @@ class SampleJob:
     resolution: int
 
 
-def simulate(seed: int, split: str, index: int):
-    """One sample's scene, the planner's drive through it and its label / history row."""
-    rng = np.random.default_rng([seed, SPLIT_STREAMS[split], index])
+def draw_scene(seed: int, stream: int, index: int, times=TIMES) -> tuple[str, Scene]:
+    """Scene ``index`` of a random stream (``SPLIT_STREAMS``, ``DRIVE_STREAM``) and its clip
+    id, its time arrays on ``times`` (a ``scene.time_grid``)."""
+    rng = np.random.default_rng([seed, stream, index])
     clip_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
     behaviour = sample_behaviour(rng)
-    scene = build_scene(rng, behaviour)
+    return clip_id, build_scene(rng, behaviour, times)
+
+
+def simulate(seed: int, split: str, index: int):
+    """One sample's scene, the planner's drive through it and its label / history row."""
+    clip_id, scene = draw_scene(seed, SPLIT_STREAMS[split], index)
     track = drive(scene)
-    traj_xyz, traj_rot = poses_in_t0_frame(track, FUTURE_INDICES)
-    hist_xyz, hist_rot = poses_in_t0_frame(track, HISTORY_INDICES)
+    traj_xyz, traj_rot = poses_in_ego_frame(track, FUTURE_INDICES)
+    hist_xyz, hist_rot = poses_in_ego_frame(track, HISTORY_INDICES)
     row = dict(clip_ids=clip_id, t0_us=DEFAULT_T0_US, trajectory_xyz=traj_xyz,
-               trajectory_rot=traj_rot, coc_texts=sentence(scene, track), scenario=behaviour,
+               trajectory_rot=traj_rot, coc_texts=sentence(scene, track),
+               scenario=scene.behaviour,
                ego_history_xyz=hist_xyz, ego_history_rot=hist_rot)
     return scene, track, row
 

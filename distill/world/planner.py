@@ -85,18 +85,23 @@ def curvature(scene: Scene, x: float, y: float, yaw: float, v: float, s: float) 
     return float(np.clip(2.0 * np.sin(alpha) / lookahead, -K_MAX, K_MAX))
 
 
-def drive(scene: Scene) -> EgoTrack:
-    """Run the planner over TIMES from the start of the ego path at ``scene.v_init``."""
-    n = len(TIMES)
-    x, y, yaw, v, s = (np.zeros(n) for _ in range(5))
-    a, k = np.zeros(n - 1), np.zeros(n - 1)
-    x[0], y[0], yaw[0] = scene.path.pose_at(0.0)
-    v[0] = scene.v_init
-    for i in range(n - 1):
-        s[i] = scene.path.project(x[i], y[i], s[i - 1] if i else 0.0)
-        a[i] = acceleration(scene, i, s[i], v[i])
-        k[i] = curvature(scene, x[i], y[i], yaw[i], v[i], s[i])
-        x[i + 1], y[i + 1], yaw[i + 1], v[i + 1] = unicycle_step(
-            x[i], y[i], yaw[i], v[i], a[i], k[i])
+def drive_from(scene: Scene, i0: int, state, s_hint: float, steps: int) -> EgoTrack:
+    """Run the planner for ``steps`` steps from time index ``i0`` and the ego ``state`` (x, y,
+    yaw, v); ``s_hint`` is an arc length of the path near the ego (where to look for it). The
+    track's times are the scene's from ``i0`` on."""
+    x, y, yaw, v, s = (np.zeros(steps + 1) for _ in range(5))
+    a, k = np.zeros(steps), np.zeros(steps)
+    x[0], y[0], yaw[0], v[0] = state
+    for j in range(steps):
+        s[j] = scene.path.project(x[j], y[j], s[j - 1] if j else s_hint)
+        a[j] = acceleration(scene, i0 + j, s[j], v[j])
+        k[j] = curvature(scene, x[j], y[j], yaw[j], v[j], s[j])
+        x[j + 1], y[j + 1], yaw[j + 1], v[j + 1] = unicycle_step(
+            x[j], y[j], yaw[j], v[j], a[j], k[j])
     s[-1] = scene.path.project(x[-1], y[-1], s[-2])
     return EgoTrack(x, y, yaw, v, s, a, k)
+
+
+def drive(scene: Scene) -> EgoTrack:
+    """Run the planner over TIMES from the start of the ego path at ``scene.v_init``."""
+    return drive_from(scene, 0, (*scene.path.pose_at(0.0), scene.v_init), 0.0, len(TIMES) - 1)

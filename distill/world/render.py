@@ -143,16 +143,23 @@ class View:
 def render_frames(scene: Scene, track, size: int) -> np.ndarray:
     """Frames of the four cameras at t0 - 0.3 s ... t0 as seen from the ego's poses on
     ``track``: uint8 (4 cameras, 4 frames, size, size, 3)."""
+    poses = [(track.x[i], track.y[i], track.yaw[i]) for i in FRAME_INDICES]
+    return render_views(scene, poses, FRAME_INDICES, size)
+
+
+def render_views(scene: Scene, poses, t_indices, size: int) -> np.ndarray:
+    """The four cameras from ego poses (x, y, yaw) with the scene's agents at time indices
+    ``t_indices`` of its grid, one image per (pose, index) pair: uint8 (4 cameras,
+    len(poses), size, size, 3)."""
     ground = np.stack([q for q, _ in scene.quads])  # (Q, 4, 3)
     colors = [c for _, c in scene.quads]
     # Asphalt first, markings on top of any road surface.
     order = sorted(range(len(colors)), key=lambda j: colors[j] != ASPHALT)
     ground, colors = ground[order], [colors[j] for j in order]
-    out = np.empty((len(RIGS), len(FRAME_INDICES), size, size, 3), np.uint8)
-    for f, t_index in enumerate(FRAME_INDICES):
+    out = np.empty((len(RIGS), len(poses), size, size, 3), np.uint8)
+    for f, (ego, t_index) in enumerate(zip(poses, t_indices, strict=True)):
         faces = [box_faces(b, t_index) for b in scene.boxes]
         box_centres = [np.mean([corners for corners, _, _ in fs[:5]], axis=(0, 1)) for fs in faces]
-        ego = (track.x[t_index], track.y[t_index], track.yaw[t_index])
         for c, rig in enumerate(RIGS.values()):
             view = View(*_camera(ego, rig), rig.fov_deg, size)
             cam = view.to_camera(ground)

@@ -31,6 +31,7 @@ SPEED_LIMITS_KMH = (30, 40, 50, 60, 70)
 CAR_COLORS = [(180, 30, 30), (30, 60, 160), (220, 220, 220), (30, 30, 30), (120, 120, 130),
               (200, 160, 40), (40, 120, 60), (150, 80, 160)]
 ROAD_BACK, ROAD_AHEAD = -90.0, 200.0  # arc lengths of the drawn road around the start
+TURN_RADII = {True: (9.0, 12.0), False: (5.5, 8.0)}  # m, range drawn for left (True) / right
 
 
 def kmh(v: float) -> float:
@@ -43,8 +44,10 @@ def sample_behaviour(rng: np.random.Generator) -> str:
     return names[rng.choice(len(names), p=p / p.sum())]
 
 
-def build_scene(rng: np.random.Generator, behaviour: str) -> Scene:
-    return _BUILDERS[behaviour](rng, behaviour)
+def build_scene(rng: np.random.Generator, behaviour: str, times: np.ndarray = TIMES) -> Scene:
+    """The scene of ``behaviour`` with its time arrays on ``times`` (a ``scene.time_grid``): a
+    longer grid draws the same scene (the same random draws) and extends its agents."""
+    return _BUILDERS[behaviour](rng, behaviour, times)
 
 
 # --- roads -----------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ def add_crossing_road(scene: Scene, x_int: float) -> None:
 
 def car(rng, path: Path, s, lateral: float, reverse=False) -> Box:
     return box_on_path(path, s, lateral, VEHICLE_SIZE, CAR_COLORS[rng.integers(len(CAR_COLORS))],
-                       reverse)
+                       reverse, kind="vehicle")
 
 
 def add_traffic(rng, scene: Scene, road: Path, s_ref: float, max_s: float | None = None) -> None:
@@ -91,7 +94,7 @@ def add_traffic(rng, scene: Scene, road: Path, s_ref: float, max_s: float | None
     max_s = s_ref + 120 if max_s is None else max_s
     for _ in range(rng.integers(0, 3)):
         v = rng.uniform(7, 14)
-        s = rng.uniform(s_ref, max_s) - v * (TIMES - TIMES[T0_INDEX])
+        s = rng.uniform(s_ref, max_s) - v * (scene.times - scene.times[T0_INDEX])
         scene.boxes.append(car(rng, road, s, LANE_WIDTH, reverse=True))
     for _ in range(rng.integers(0, 3)):
         scene.boxes.append(car(rng, road, rng.uniform(s_ref - 20, max_s), -LANE_WIDTH + 0.4))
@@ -126,8 +129,8 @@ def _face_decal(width, height, u0, v0, color, depth):
 
 def traffic_light(path: Path, s: float, lateral: float, state: str) -> list[Box]:
     """A pole and a housing facing the ego with red / yellow / green lamps (one lit)."""
-    pole = box_on_path(path, s, lateral, (0.15, 0.15, 3.4), (60, 60, 60))
-    housing = box_on_path(path, s, lateral, (0.3, 0.45, 1.2), (25, 25, 25), z=3.2)
+    pole = box_on_path(path, s, lateral, (0.15, 0.15, 3.4), (60, 60, 60), kind="light")
+    housing = box_on_path(path, s, lateral, (0.3, 0.45, 1.2), (25, 25, 25), z=3.2, kind="light")
     for i, lamp in enumerate(("green", "yellow", "red")):
         color = LAMP[lamp] if lamp == state else LAMP_OFF
         housing.decals.append(_face_decal(0.32, 0.32, -0.16, 0.06 + 0.38 * i, color, 0.3))
@@ -144,8 +147,8 @@ _DIGITS = {"0": "abcdef", "1": "bc", "2": "abdeg", "3": "abcdg", "4": "bcfg", "5
 
 def speed_sign(path: Path, s: float, lateral: float, limit_kmh: int) -> list[Box]:
     """A pole and a white panel with a red rim showing the limit in km/h as 7-segment digits."""
-    pole = box_on_path(path, s, lateral, (0.1, 0.1, 2.0), (90, 90, 90))
-    panel = box_on_path(path, s, lateral, (0.05, 0.9, 1.1), (230, 30, 30), z=1.9)
+    pole = box_on_path(path, s, lateral, (0.1, 0.1, 2.0), (90, 90, 90), kind="sign")
+    panel = box_on_path(path, s, lateral, (0.05, 0.9, 1.1), (230, 30, 30), z=1.9, kind="sign")
     panel.decals.append(_face_decal(0.76, 0.96, 0.38 - 0.76, 0.07, (245, 245, 245), 0.05))
     cell = 0.16  # digit cell width; height 2 * cell
     text = str(limit_kmh)
@@ -173,7 +176,7 @@ def crosswalk(scene: Scene, path: Path, s: float, depth: float = 3.0) -> None:
 
 # --- builders --------------------------------------------------------------------------------
 
-def _base(rng, behaviour, max_curvature=0.006, v_range=(8.0, 17.0), straight_ahead=None):
+def _base(rng, behaviour, times, max_curvature=0.006, v_range=(8.0, 17.0), straight_ahead=None):
     """A scene on a (mostly) straight main road with its limit, speed, scenery and traffic.
     Returns the scene and s_ref, the arc length where the ego should be at t0."""
     limit = kmh(float(rng.choice(SPEED_LIMITS_KMH)))
@@ -181,7 +184,8 @@ def _base(rng, behaviour, max_curvature=0.006, v_range=(8.0, 17.0), straight_ahe
     s_ref = -TIMES[0] * v_init
     ahead = s_ref + rng.uniform(-10, 60) if straight_ahead is None else straight_ahead
     road = main_road(rng, max_curvature, ahead)
-    scene = Scene(behaviour, road, v_init, max(limit, v_init), brightness=rng.uniform(0.8, 1.15))
+    scene = Scene(behaviour, road, v_init, max(limit, v_init), brightness=rng.uniform(0.8, 1.15),
+                  times=times)
     return scene, road, s_ref
 
 
@@ -192,9 +196,9 @@ def _finish(rng, scene: Scene, road: Path, s_ref: float, gaps=(), traffic_to=Non
     return scene
 
 
-def build_open_road(rng, behaviour):
+def build_open_road(rng, behaviour, times):
     if behaviour == "curve":
-        scene, road, s_ref = _base(rng, behaviour)
+        scene, road, s_ref = _base(rng, behaviour, times)
         start = s_ref + rng.uniform(10, 45)
         k = rng.choice([-1, 1]) * rng.uniform(0.02, 0.07)
         length = min(rng.uniform(0.6, 1.6) / abs(k), 150.0)
@@ -204,16 +208,16 @@ def build_open_road(rng, behaviour):
         scene.facts.update(cause_s=start, direction="left" if k > 0 else "right",
                            radius=1 / abs(k))
     else:
-        scene, road, s_ref = _base(rng, behaviour, max_curvature=0.012)
+        scene, road, s_ref = _base(rng, behaviour, times, max_curvature=0.012)
     return _finish(rng, scene, road, s_ref)
 
 
-def build_lead(rng, behaviour):
-    scene, road, s_ref = _base(rng, behaviour, max_curvature=0.008)
-    rel_t = TIMES - TIMES[T0_INDEX]
+def build_lead(rng, behaviour, times):
+    scene, road, s_ref = _base(rng, behaviour, times, max_curvature=0.008)
+    rel_t = times - times[T0_INDEX]
     if behaviour == "stop_for_lead":
         s0 = s_ref + rng.uniform(22, 60)
-        v = np.zeros(len(TIMES))
+        v = np.zeros(len(times))
     else:
         s0 = s_ref + rng.uniform(14, 35)
         v0 = scene.v_init * rng.uniform(0.8, 1.0)
@@ -221,7 +225,7 @@ def build_lead(rng, behaviour):
         v_final = v0 * rng.uniform(0.2, 0.7)
         v = np.clip(v0 - decel * np.clip(rel_t - t_brake, 0, None), v_final, None)
     # Arc length by the trapezoid rule, anchored at s0 at t0.
-    s = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(TIMES))])
+    s = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(times))])
     s = s - s[T0_INDEX] + s0
     scene.lead = Lead(s, v)
     scene.boxes.append(car(rng, road, s, 0.0))
@@ -229,34 +233,36 @@ def build_lead(rng, behaviour):
     return _finish(rng, scene, road, s_ref)
 
 
-def build_pedestrian(rng, behaviour):
-    scene, road, s_ref = _base(rng, behaviour, max_curvature=0.004, v_range=(7.0, 14.0))
+def build_pedestrian(rng, behaviour, times):
+    scene, road, s_ref = _base(rng, behaviour, times, max_curvature=0.004, v_range=(7.0, 14.0))
     v = scene.v_init
     s_cw = s_ref + v * v / 6.0 + rng.uniform(12, 30)  # far enough to stop at ~3 m/s^2
     crosswalk(scene, road, s_cw)
     from_right = bool(rng.random() < 0.5)
     speed = rng.uniform(1.1, 1.6) * (1 if from_right else -1)
     start = rng.uniform(-5.0, -1.5) if from_right else rng.uniform(2.5, 6.5)
-    lateral = start + speed * (TIMES - TIMES[T0_INDEX])
+    lateral = start + speed * (times - times[T0_INDEX])
     s_walk = s_cw + 1.5
-    xy = road.offset(np.full(len(TIMES), s_walk), lateral)
+    xy = road.offset(np.full(len(times), s_walk), lateral)
     _, _, h = road.pose_at(s_walk)
     yaw = h + (np.pi / 2 if from_right else -np.pi / 2)
-    scene.boxes.append(Box(xy[:, 0], xy[:, 1], yaw, (0.35, 0.5, 1.1), (40, 40, 90)))
+    scene.boxes.append(Box(xy[:, 0], xy[:, 1], yaw, (0.35, 0.5, 1.1), (40, 40, 90),
+                           kind="pedestrian"))
     scene.boxes.append(Box(xy[:, 0], xy[:, 1], yaw, (0.3, 0.45, 0.65),
-                           tuple(int(c) for c in rng.integers(60, 230, 3)), z=1.1))
+                           tuple(int(c) for c in rng.integers(60, 230, 3)), z=1.1,
+                           kind="pedestrian"))
     # The ego yields while the pedestrian is within 2.75 m of its lane centre, or will be
     # within 1.5 s.
     inside = np.abs(lateral) <= 2.75
     look = 15
-    active = np.array([inside[i:i + look + 1].any() for i in range(len(TIMES))])
+    active = np.array([inside[i:i + look + 1].any() for i in range(len(times))])
     scene.stops.append(StopTarget(s_cw - 1.0, active, "pedestrian"))
     scene.facts.update(cause_s=s_cw, side="right" if from_right else "left")
     return _finish(rng, scene, road, s_ref)
 
 
-def build_speed_limit(rng, behaviour):
-    scene, road, s_ref = _base(rng, behaviour, max_curvature=0.006)
+def build_speed_limit(rng, behaviour, times):
+    scene, road, s_ref = _base(rng, behaviour, times, max_curvature=0.006)
     current = int(round(scene.v_init * 3.6 / 10) * 10)
     lower = [x for x in SPEED_LIMITS_KMH if x <= current - 20]
     higher = [x for x in SPEED_LIMITS_KMH if x >= current + 20]
@@ -276,10 +282,22 @@ def build_speed_limit(rng, behaviour):
     return _finish(rng, scene, road, s_ref)
 
 
-def build_intersection(rng, behaviour):
+def turn_path(x_int: float, left: bool, radius: float) -> Path:
+    """The ego lane turning by a quarter circle of ``radius`` into the lane of the crossing road
+    (centred on x = x_int) that leaves to the left or to the right."""
+    exit_x = x_int + (0.5 if left else -0.5) * LANE_WIDTH
+    arc_start = exit_x - radius
+    return Path.from_segments(
+        [(arc_start - ROAD_BACK, 0.0), (np.pi / 2 * radius, (1 if left else -1) / radius),
+         (120.0, 0.0)], (ROAD_BACK, 0.0), 0.0, ROAD_BACK)
+
+
+def build_intersection(rng, behaviour, times):
     """A straight road meeting a perpendicular one. Lights (red / green) or no control; the ego
-    turns left or right or goes straight (drawn by ``behaviour``)."""
-    scene, road, s_ref = _base(rng, behaviour, v_range=(6.0, 14.0), straight_ahead=ROAD_AHEAD)
+    turns left or right or goes straight (drawn by ``behaviour``). Any of the three is a legal
+    route (``scene.routes``; the turns at both ends and the middle of the radii drawn)."""
+    scene, road, s_ref = _base(rng, behaviour, times, v_range=(6.0, 14.0),
+                               straight_ahead=ROAD_AHEAD)
     v = scene.v_init
     if behaviour == "red_light":
         x_int = s_ref + v * v / 5.0 + rng.uniform(10, 40)
@@ -295,17 +313,16 @@ def build_intersection(rng, behaviour):
         stop_line(scene, road, stop_s)
         scene.boxes += traffic_light(road, stop_s + 0.5, -0.5 * LANE_WIDTH - 1.2, state)
         if state == "red":
-            scene.stops.append(StopTarget(stop_s - 0.5, np.ones(len(TIMES), bool), "red_light"))
+            scene.stops.append(StopTarget(stop_s - 0.5, np.ones(len(times), bool), "red_light"))
     if behaviour in ("turn_left", "turn_right"):
         # Quarter-circle from the ego lane into the crossing road's lane of the new direction.
         left = behaviour == "turn_left"
-        radius = rng.uniform(9.0, 12.0) if left else rng.uniform(5.5, 8.0)
-        exit_x = x_int + (0.5 if left else -0.5) * LANE_WIDTH
-        arc_start = exit_x - radius
-        scene.path = Path.from_segments(
-            [(arc_start - ROAD_BACK, 0.0), (np.pi / 2 * radius, (1 if left else -1) / radius),
-             (120.0, 0.0)], (ROAD_BACK, 0.0), 0.0, ROAD_BACK)
+        radius = rng.uniform(*TURN_RADII[left])
+        scene.path = turn_path(x_int, left, radius)
         scene.facts.update(radius=radius)
+    turns = [turn_path(x_int, side, r) for side in (True, False)
+             for r in np.linspace(*TURN_RADII[side], 3)]
+    scene.routes = [route for route in (road, *turns) if route is not scene.path]
     scene.facts.update(cause_s=stop_s if behaviour == "red_light" else x_int - LANE_WIDTH)
     return _finish(rng, scene, road, s_ref, gaps, traffic_to=x_int - 10)
 

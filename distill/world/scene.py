@@ -13,8 +13,16 @@ from .geometry import Path
 # The simulation's time grid: t = -2.0 s ... +6.4 s every 0.1 s. The planner runs closed-loop
 # over all of it, so the ego history (t0 - 1.5 s ... t0) already shows its reactions.
 SIM_START = -2.0
-TIMES = np.round(SIM_START + DT * np.arange(int(round(-SIM_START / DT)) + FUTURE_STEPS + 1), 3)
 T0_INDEX = int(round(-SIM_START / DT))
+
+
+def time_grid(future_steps: int = FUTURE_STEPS) -> np.ndarray:
+    """Times SIM_START ... t0 + future_steps * DT every DT (s). Scenes built on a longer grid
+    (the closed loop's) have the same agents, lights and targets on the shared times."""
+    return np.round(SIM_START + DT * np.arange(T0_INDEX + future_steps + 1), 3)
+
+
+TIMES = time_grid()
 HISTORY_INDICES = np.arange(T0_INDEX - HISTORY_STEPS + 1, T0_INDEX + 1)
 FUTURE_INDICES = np.arange(T0_INDEX + 1, T0_INDEX + FUTURE_STEPS + 1)
 
@@ -28,13 +36,14 @@ WHITE = (235, 235, 230)
 YELLOW = (230, 190, 40)
 LAMP_OFF = (45, 45, 45)
 LAMP = {"red": (255, 40, 30), "yellow": (255, 200, 0), "green": (40, 230, 80)}
+BOX_KINDS = ("vehicle", "pedestrian", "light", "sign", "scenery")
 
 
 @dataclass
 class Box:
-    """A 3-D box: bottom-centre (x, y, z) and yaw per time index (arrays of len(TIMES)) or
-    constants; size (length, width, height); decals are quads drawn on its faces, given in
-    box coordinates (x along length, y left, z up from the bottom centre)."""
+    """A 3-D box: bottom-centre (x, y, z) and yaw per time index (arrays of the scene's
+    grid) or constants; size (length, width, height); decals are quads drawn on its faces,
+    given in box coordinates (x along length, y left, z up from the bottom centre)."""
 
     x: np.ndarray | float
     y: np.ndarray | float
@@ -43,6 +52,11 @@ class Box:
     color: tuple[int, int, int]
     z: float = 0.0
     decals: list[tuple[np.ndarray, tuple[int, int, int]]] = field(default_factory=list)
+    kind: str = "scenery"  # one of BOX_KINDS; only vehicles and pedestrians can be hit
+
+    def __post_init__(self):
+        if self.kind not in BOX_KINDS:
+            raise ValueError(f"box kind {self.kind!r} is not one of {BOX_KINDS}")
 
     def pose(self, t_index: int) -> tuple[float, float, float]:
         def at(v):
@@ -63,7 +77,7 @@ class StopTarget:
     """A place on the ego path where the ego's front must stop while ``active[t_index]``."""
 
     s: float
-    active: np.ndarray  # bool (len(TIMES),)
+    active: np.ndarray  # bool, one per time of the scene's grid
     cause: str
 
 
@@ -80,18 +94,26 @@ class Scene:
     sign: tuple[float, float] | None = None  # (arc length, new limit m/s)
     facts: dict = field(default_factory=dict)  # specifics for the chain-of-causation sentence
     brightness: float = 1.0
+    times: np.ndarray = field(default_factory=lambda: TIMES)  # the grid of the time arrays
+    # Other routes the ego may legally take (the other branches at an intersection).
+    routes: list[Path] = field(default_factory=list)
+
+    @property
+    def legal_routes(self) -> list[Path]:
+        return [self.path, *self.routes]
 
     def add_quad(self, corners, color) -> None:
         self.quads.append((np.asarray(corners, float), color))
 
 
-def box_on_path(path: Path, s, lateral: float, size, color, reverse=False, z=0.0) -> Box:
+def box_on_path(path: Path, s, lateral: float, size, color, reverse=False, z=0.0,
+                kind="scenery") -> Box:
     """A box at arc length(s) ``s`` of ``path``, ``lateral`` metres to its left, facing along
     the path (or against it when ``reverse``)."""
     xy = path.offset(s, lateral)
     _, _, heading = path.pose_at(s)
     yaw = heading + (np.pi if reverse else 0.0)
-    return Box(xy[..., 0], xy[..., 1], yaw, size, color, z)
+    return Box(xy[..., 0], xy[..., 1], yaw, size, color, z, kind=kind)
 
 
 def strip_quads(path: Path, s0: float, s1: float, left: float, right: float, step: float = 4.0):
