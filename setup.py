@@ -124,8 +124,11 @@ BENCH = [
 # The student served as a driving policy (python -m distill.serve, docs/closed_loop.md): a range
 # of one major, the contract revision AlpaSim's runtime speaks (2), as the package asks.
 SERVE = ["carla-driver-interface>=2.0,<3"]
+# Exported students (python -m distill.export / distill.infer, docs/deploy.md): the ONNX exporter's
+# translator and checker, and ONNX Runtime. TensorRT (torch-tensorrt) is left to GPU machines.
+DEPLOY = ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.31.1"]
 # import-linter: `lint-imports` checks the import layers (pyproject.toml, docs/architecture.md).
-DEV = list(dict.fromkeys(TRAIN + BENCH + SERVE
+DEV = list(dict.fromkeys(TRAIN + BENCH + SERVE + DEPLOY
                          + ["pytest==9.2.0", "ninja==1.13.2", "import-linter==2.17"]))
 
 setup(
@@ -141,7 +144,8 @@ setup(
         "tqdm==4.70.1",
         "pillow==13.0.0",
     ],
-    extras_require={"train": TRAIN, "bench": BENCH, "serve": SERVE, "dev": DEV},
+    extras_require={"train": TRAIN, "bench": BENCH, "serve": SERVE, "deploy": DEPLOY,
+                    "dev": DEV},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtensionPerCapability.with_options(use_ninja=True)},
     zip_safe=False,

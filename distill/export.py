@@ -23,7 +23,7 @@ from .deploy import FORMATS, PRECISIONS, DeployError, export_student
 from .deploy.card import CARD
 from .training import checkpoint
 from .training.config import ConfigError
-from .training.trained import load_student
+from .training.trained import load_student as load_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     try:
-        student = load_student(args.checkpoint, torch.device("cpu"))
+        student = load_checkpoint(args.checkpoint, torch.device("cpu"))
         print(f"exporting the {student.config.model} {student.config.model_size} "
               f"{student.cfg.input_type} student to {args.format} ({args.precision}) ...",
               flush=True)

@@ -87,11 +87,12 @@ def describe(out: dict, key: tuple[str, int], dt: float) -> str:
     best = int(probs.argmax())
     lines = [f"sample {key[0]} at t0 = {key[1]} us: {len(probs)} mode(s), probabilities "
              + " ".join(f"{p:.3f}" for p in probs),
-             f"most probable mode {best}:  t (s)   x (m)   y (m)   yaw (deg)"]
+             f"most probable mode {best}, ego frame at t0 (x forward, y left):",
+             "  t (s)    x (m)    y (m)  yaw (deg)"]
     every = max(1, round(1 / dt))
     for i in range(every - 1, traj.shape[1], every):
         x, y, yaw = traj[best, i]
-        lines.append(f"{'':>26}{(i + 1) * dt:5.1f} {x:7.2f} {y:7.2f} {np.degrees(yaw):9.1f}")
+        lines.append(f"  {(i + 1) * dt:5.1f} {x:8.2f} {y:8.2f} {np.degrees(yaw):10.1f}")
     if "embedding" in out:
         lines.append(f"reasoning embedding: {out['embedding'].shape[-1]}-d, "
                      f"norm {np.linalg.norm(out['embedding'][0]):.3f}")

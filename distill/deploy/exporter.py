@@ -37,16 +37,16 @@ def deployed(student: TrainedStudent, fmt: str, precision: str = "fp32", ops: st
     f = fmt_module(fmt)
     if precision not in PRECISIONS:
         raise DeployError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    cfg = student.cfg
-    reason = f.refusal(cfg.input_type, precision)
+    cfg, reasoning = student.cfg, student.config.model == "reasoning"
+    reason = f.refusal(precision)
     if reason:
         raise DeployError(f"cannot export this {cfg.input_type} student to {fmt}: {reason}")
     inputs = input_specs(cfg, student.config.resolution, cfg.kinematics not in f.V0_IN_GRAPH)
-    outputs = output_specs(cfg, reasoning=student.config.model == "reasoning")
+    outputs = output_specs(cfg, reasoning)
     # CastStudent casts its model in place: a copy, so that the student stays float32.
     model = student.model if precision == "fp32" else copy.deepcopy(student.model)
-    module = DeployedStudent(model, cfg, student.stats, inputs, student.config.model == "reasoning",
-                             ops=ops or f.OPS, precision=precision)
+    module = DeployedStudent(model, cfg, student.stats, inputs, reasoning, ops=ops or f.OPS,
+                             precision=precision)
     return module.eval(), inputs, outputs
 
 

@@ -12,6 +12,7 @@ operator: with ``kinematics="teacher"`` v0 is an input (docs/deploy.md).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ V0_IN_GRAPH = ("distill",)  # kinematics whose v0 estimate exports to ONNX
 MAX_INLINE_WEIGHTS = 3 * 2**29
 
 
-def refusal(input_type: str, precision: str) -> str | None:
+def refusal(precision: str) -> str | None:
     """Why a student cannot be exported to ONNX at ``precision``, or None."""
     if precision == "bf16":
         return ("ONNX cannot hold a bfloat16 student: its Conv operator has no bfloat16 type "
@@ -42,14 +43,25 @@ def export(module: torch.nn.Module, example: tuple, inputs: list[TensorSpec],
     import onnx
 
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    torch.onnx.export(module, example, str(path), dynamo=True, verbose=False,
-                      input_names=[s.name for s in inputs], output_names=[s.name for s in outputs],
-                      dynamic_shapes=dynamic_batch(inputs),
-                      external_data=weights > MAX_INLINE_WEIGHTS)
+    with warnings.catch_warnings():  # every input's batch is one Dim, so its name is not used
+        warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")
+        torch.onnx.export(module, example, str(path), dynamo=True, verbose=False,
+                          input_names=[s.name for s in inputs],
+                          output_names=[s.name for s in outputs],
+                          dynamic_shapes=dynamic_batch(inputs),
+                          external_data=weights > MAX_INLINE_WEIGHTS)
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path), load_external_data=False)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return {"opset": opset, "onnx": onnx.__version__}
+
+
+def has_float16(path: Path) -> bool:
+    """Whether the ONNX file holds float16 weights (an fp16 export)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
 
 
 class Runner:
@@ -61,6 +73,10 @@ class Runner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        if has_float16(path):
+            # ONNX Runtime 1.31's layout optimisations (ORT_ENABLE_ALL, the default) crash the
+            # process (a segfault while creating the session) on our float16 graph on CPU.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(path), options, providers=providers)

@@ -35,7 +35,7 @@ def unavailable() -> str | None:
     return None
 
 
-def refusal(input_type: str, precision: str) -> str | None:
+def refusal(precision: str) -> str | None:
     return unavailable()
 
 
