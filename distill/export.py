@@ -21,6 +21,7 @@ import torch
 from .data.readers import one_line
 from .deploy import FORMATS, PRECISIONS, DeployError, export_student
 from .deploy.card import CARD
+from .deploy.exporter import check_request
 from .training import checkpoint
 from .training.config import ConfigError
 from .training.trained import load_student as load_checkpoint
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         student = load_checkpoint(args.checkpoint, torch.device("cpu"))
+        check_request(student.cfg.input_type, args.format, args.precision)
         print(f"exporting the {student.config.model} {student.config.model_size} "
               f"{student.cfg.input_type} student to {args.format} ({args.precision}) ...",
               flush=True)

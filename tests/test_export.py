@@ -190,6 +190,11 @@ def test_infer_prints_and_plots_one_sample(artefacts, export_world, tmp_path, ca
                                                     f"{stem}_topdown.png"}
     plan = json.loads((tmp_path / f"{stem}.json").read_text())
     assert np.shape(plan["trajectories"]) == (1, 6, 64, 3)
+    # Without labels: the student's plan alone, the same numbers.
+    alone = argv[:argv.index("--labels")] + ["--output-dir", str(tmp_path / "alone")]
+    assert infer_main(alone) == 0 and capsys.readouterr().out == out.replace(
+        str(tmp_path), str(tmp_path / "alone"))
+    assert (tmp_path / "alone" / f"{stem}_front.png").is_file()
     # Wrong input shapes: frames at another resolution, then a wrong --key.
     small = tmp_path / "small.npz"
     np.savez(small, frames=arrays["frames"][:, :, ::2, ::2], clip_id=arrays["clip_id"],

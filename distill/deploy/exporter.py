@@ -24,9 +24,16 @@ FORMATS = {m.NAME: m for m in (onnx_format, aoti_format, tensorrt_format)}
 CHECK_BATCH = 3  # example inputs the export runs through the artefact and the eager module
 
 
-def fmt_module(fmt: str):
+def check_request(input_type: str, fmt: str, precision: str):
+    """The format module of ``fmt``; DeployError (one line) for an unknown format or precision
+    or one the format cannot hold or run here."""
     if fmt not in FORMATS:
         raise DeployError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise DeployError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    reason = FORMATS[fmt].refusal(precision)
+    if reason:
+        raise DeployError(f"cannot export this {input_type} student to {fmt}: {reason}")
     return FORMATS[fmt]
 
 
@@ -34,13 +41,8 @@ def deployed(student: TrainedStudent, fmt: str, precision: str = "fp32", ops: st
              ) -> tuple[DeployedStudent, list, list]:
     """(module, input specs, output specs) of ``student`` as format ``fmt`` exports it; ``ops``
     overrides the format's ops ("fused" is the eager reference of every format)."""
-    f = fmt_module(fmt)
-    if precision not in PRECISIONS:
-        raise DeployError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     cfg, reasoning = student.cfg, student.config.model == "reasoning"
-    reason = f.refusal(precision)
-    if reason:
-        raise DeployError(f"cannot export this {cfg.input_type} student to {fmt}: {reason}")
+    f = check_request(cfg.input_type, fmt, precision)
     inputs = input_specs(cfg, student.config.resolution, cfg.kinematics not in f.V0_IN_GRAPH)
     outputs = output_specs(cfg, reasoning)
     # CastStudent casts its model in place: a copy, so that the student stays float32.
@@ -64,7 +66,7 @@ def export_student(student: TrainedStudent, checkpoint: Path, fmt: str, out: Pat
                    precision: str = "fp32") -> Path:
     """Exports ``student`` (read from ``checkpoint``) to the folder ``out`` (default: next to
     the checkpoint, ``{stem}_{fmt}_{precision}``); returns it."""
-    f = fmt_module(fmt)
+    f = FORMATS[fmt]
     module, inputs, outputs = deployed(student, fmt, precision)
     out = Path(out) if out else default_folder(checkpoint, fmt, precision)
     out.parent.mkdir(parents=True, exist_ok=True)

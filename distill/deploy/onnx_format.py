@@ -12,6 +12,7 @@ operator: with ``kinematics="teacher"`` v0 is an input (docs/deploy.md).
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -43,13 +44,21 @@ def export(module: torch.nn.Module, example: tuple, inputs: list[TensorSpec],
     import onnx
 
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    with warnings.catch_warnings():  # every input's batch is one Dim, so its name is not used
-        warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")
-        torch.onnx.export(module, example, str(path), dynamo=True, verbose=False,
-                          input_names=[s.name for s in inputs],
-                          output_names=[s.name for s in outputs],
-                          dynamic_shapes=dynamic_batch(inputs),
-                          external_data=weights > MAX_INLINE_WEIGHTS)
+    # Quiet: every input's batch is one Dim, so its name is not used; the optimiser's constant
+    # folding leaves a multi-output Split as it is, and says so once per Split.
+    folding = logging.getLogger("onnxscript.optimizer._constant_folding")
+    level = folding.level
+    folding.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")
+            torch.onnx.export(module, example, str(path), dynamo=True, verbose=False,
+                              input_names=[s.name for s in inputs],
+                              output_names=[s.name for s in outputs],
+                              dynamic_shapes=dynamic_batch(inputs),
+                              external_data=weights > MAX_INLINE_WEIGHTS)
+    finally:
+        folding.setLevel(level)
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path), load_external_data=False)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
