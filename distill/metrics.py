@@ -11,7 +11,7 @@ from torch import Tensor
 from .kinematics import wrap_angle
 
 __all__ = ["ADE_HORIZONS_S", "MISS_THRESHOLD_M", "constant_velocity", "displacement_errors",
-           "lateral_errors", "min_ade_fde_mr", "trajectory_metrics"]
+           "lateral_errors", "min_ade_fde_mr", "steps_within", "trajectory_metrics"]
 
 ADE_HORIZONS_S = (1, 2, 3)  # ade_{n}s: mean error over the steps at t <= n s
 
@@ -22,6 +22,12 @@ def displacement_errors(pred_xy: Tensor, gt_xy: Tensor) -> Tensor:
         raise ValueError(f"displacement_errors: expected two (..., T, 2) tensors of one shape, got "
                          f"{tuple(pred_xy.shape)} and {tuple(gt_xy.shape)}")
     return torch.linalg.vector_norm(pred_xy - gt_xy, dim=-1)
+
+
+def steps_within(seconds: float, dt: float, horizon: int) -> int:
+    """How many steps (at t = dt, 2 dt, ...) lie within ``seconds``: at least 1, at most
+    ``horizon``."""
+    return max(1, min(horizon, math.floor(seconds / dt + 1e-6)))
 
 
 def lateral_errors(pred_xy: Tensor, gt_xy: Tensor, gt_yaw: Tensor) -> Tensor:
@@ -57,8 +63,7 @@ def trajectory_metrics(
                          f"{tuple(pred_yaw.shape)} and {tuple(gt_yaw.shape)}")
     out = {"ade": err.mean(-1), "fde": err[..., -1]}
     for seconds in ADE_HORIZONS_S:
-        steps = max(1, min(err.shape[-1], math.floor(seconds / dt + 1e-6)))
-        out[f"ade_{seconds}s"] = err[..., :steps].mean(-1)
+        out[f"ade_{seconds}s"] = err[..., :steps_within(seconds, dt, err.shape[-1])].mean(-1)
     out["yaw_err_deg"] = torch.rad2deg(wrap_angle(pred_yaw - gt_yaw).abs()).mean(-1)
     return out
 

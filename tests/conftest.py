@@ -1,5 +1,5 @@
-"""Shared fixtures: one small built-in world per test session; ``--slow`` runs the tests marked
-slow (skipped by default)."""
+"""Shared fixtures: one small built-in world and one pair of tiny benchmark datasets per test
+session; ``--slow`` runs the tests marked slow (skipped by default)."""
 from __future__ import annotations
 
 import pytest
@@ -15,6 +15,17 @@ def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
     generate_world(out, WORLD["train"], WORLD["val"], WORLD["seed"], WORLD["resolution"],
                    workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """Both tiny benchmark datasets (DIR/argoverse2, DIR/nuscenes), written by the CLI a user
+    would run (needs the [bench] devkits: the modules using it skip without them)."""
+    from distill.datasets import tiny
+    out = tmp_path_factory.mktemp("bench")
+    assert tiny.main(["--out", str(out), "--av2-train", "8", "--av2-val", "4",
+                      "--nuscenes-train-scenes", "2", "--nuscenes-val-scenes", "1"]) == 0
     return out
 
 

@@ -18,18 +18,9 @@ from distill.train import main as train_main
 
 av2_serialization = pytest.importorskip("av2.datasets.motion_forecasting.scenario_serialization")
 pytest.importorskip("nuscenes")
-from distill.datasets import tiny  # noqa: E402
+
 from distill.datasets.argoverse2 import Argoverse2Forecasting  # noqa: E402
 from distill.datasets.nuscenes import NuScenesPrediction  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    """Both tiny datasets, written by the CLI a user would run."""
-    out = tmp_path_factory.mktemp("bench")
-    assert tiny.main(["--out", str(out), "--av2-train", "8", "--av2-val", "4",
-                      "--nuscenes-train-scenes", "2", "--nuscenes-val-scenes", "1"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -26,21 +26,13 @@ from nuscenes.eval.prediction.compute_metrics import compute_metrics  # noqa: E4
 from nuscenes.eval.prediction.data_classes import Prediction  # noqa: E402
 
 from distill.data.readers import DataError  # noqa: E402
-from distill.datasets import benchmark_model_fields, tiny  # noqa: E402
+from distill.datasets import benchmark_model_fields  # noqa: E402
 from distill.datasets.argoverse2 import Argoverse2Forecasting, scenario_files  # noqa: E402
 from distill.datasets.leaderboard import (ModePredictions, leaderboard,  # noqa: E402
                                           leaderboard_line)
 from distill.datasets.nuscenes import NuScenesPrediction  # noqa: E402
 
 VAL_SAMPLES = 8  # nuScenes agents evaluated (--max-val-samples)
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    assert tiny.main(["--out", str(out), "--av2-train", "8", "--av2-val", "4",
-                      "--nuscenes-train-scenes", "2", "--nuscenes-val-scenes", "1"]) == 0
-    return out
 
 
 def _train_and_evaluate(benchmark: str, root, out) -> tuple[dict, object]:

@@ -3,12 +3,10 @@ sample's scenario): what ``distill.evaluate`` reports beside the split's means, 
 hides a scenario the student fails shows it (docs/learning.md)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from ..metrics import lateral_errors
+from ..metrics import lateral_errors, steps_within
 
 LATERAL_AT_S = 3.0  # the lateral error is read 3 s ahead: past the first bend, before the noise
 
@@ -19,7 +17,7 @@ def lateral_toward_turn(pred_xy: np.ndarray, gt_xy: np.ndarray, gt_yaw: np.ndarr
     signed so that positive is toward the side the teacher's plan ends up on (its final
     lateral position; to the left when it ends straight ahead): a plan that drives straight
     where the teacher bends has a negative value there."""
-    step = min(gt_xy.shape[1], max(1, math.floor(LATERAL_AT_S / dt + 1e-6))) - 1
+    step = steps_within(LATERAL_AT_S, dt, gt_xy.shape[1]) - 1
     lat = lateral_errors(*(torch.from_numpy(np.asarray(a, np.float64)) for a in
                            (pred_xy[:, step], gt_xy[:, step], gt_yaw[:, step]))).numpy()
     side = np.where(gt_xy[:, -1, 1] < 0, -1.0, 1.0)
