@@ -3,6 +3,7 @@ data and loaders, action targets and their statistics, the student, optimizer, E
 and the training step; a resumed run's state restored into them."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .config import ConfigError, RunConfig
 from .data import (actions_cache_dir, attach_action_targets, attach_scenarios, load_dataset,
                    make_loader)
 from .distributed import Dist
-from .ema import EMA
+from .ema import EMA, ema_lag_note
 from .negatives import NegativeQueue
 from .objective import loss_weights
 from .profiling import StepProfiler
@@ -105,6 +106,10 @@ def build_run(config: RunConfig, d: Dist, device: torch.device, resumed: dict | 
             + (f", {parts.run.samples_in_epoch} samples into epoch {parts.run.epoch + 1}"
                if parts.run.samples_in_epoch else ""))
     _describe_model(config, cfg, model, say)
+    if ema:
+        steps = math.ceil(len(data["train_loader"]) / config.accumulation_steps) * config.max_epochs
+        if note := ema_lag_note(config.ema_decay, steps):
+            say(note)
     if d.is_main:
         parts.metrics_log = outputs.MetricsLog(out_dir, config_dict, keep_epochs=parts.run.epoch)
         if profile_steps:
