@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -21,7 +20,7 @@ def ema_lag_note(decay: float, total_steps: int) -> str | None:
     span = 1.0 / (1.0 - decay)
     if span <= EMA_SPAN_WARN * total_steps:
         return None
-    return (f"note: --ema-decay {decay:g} averages over ~{math.ceil(span)} optimizer steps, "
+    return (f"note: --ema-decay {decay:g} averages over ~{round(span)} optimizer steps, "
             f"{span / max(total_steps, 1):.0%} of this run's {total_steps}: its weights (the ones "
             "validated and saved as best) will lag the raw ones; a short run does better without "
             "--ema or with a smaller --ema-decay (docs/learning.md)")
