@@ -117,18 +117,6 @@ def test_backbone_weights_are_inflated_over_frames(tmp_path):
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_scratch_trunk_blocks_start_as_identity(arch):
-    # zero_init_residual: without loaded weights each residual block first passes its input
-    # through (docs/learning.md: the student leaves the history-only plateau an epoch earlier).
-    torch.manual_seed(0)
-    trunk = ResNetTrunk(arch).eval()
-    for block in list(trunk.layer1)[1:] + list(trunk.layer4)[1:]:  # blocks with a plain shortcut
-        x = torch.randn(2, block.conv1.in_channels, 4, 4).relu()  # a block's input is >= 0
-        with torch.no_grad():
-            torch.testing.assert_close(block(x), x)
-
-
 def test_wrong_backbone_weights_name_the_file(tmp_path):
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)

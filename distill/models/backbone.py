@@ -3,11 +3,6 @@
 The trunk is a torchvision ResNet whose conv1 takes the 4 frames' RGB stacked frame-major
 (12 channels) and whose avgpool/fc are removed: (N, 12, H, W) -> layer4 map (N, C, H/32, W/32).
 Parameter names are torchvision's, so a torchvision state dict loads into it directly.
-
-Trained from scratch, each residual block starts as the identity (``zero_init_residual``: the
-last BatchNorm's scale of every block is 0). Measured on README command 1 (world seed 0, seed
-42): the student leaves the history-only plateau in epoch 2 instead of 3 (val ADE 3.41 against
-5.3 m after epoch 2; docs/learning.md). Loaded weights replace those zeros.
 """
 from __future__ import annotations
 
@@ -30,7 +25,7 @@ class ResNetTrunk(nn.Module):
 
     def __init__(self, arch: str, in_channels: int = 12, grad_checkpointing: bool = False):
         super().__init__()
-        net = _RESNETS[arch](weights=None, zero_init_residual=True)
+        net = _RESNETS[arch](weights=None)
         self.arch = arch
         self.grad_checkpointing = grad_checkpointing
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
