@@ -221,6 +221,22 @@ def test_gpu_settings_are_chosen_for_the_device():
         assert not chosen.cuda_graphs and any(why in n for n in chosen.notes)
 
 
+def test_bf16_autocast_step_trains_like_fp32(world, tmp_path, monkeypatch):
+    """The GPU default's bf16 autocast, forced onto the CPU step (which trains in fp32 otherwise):
+    the reasoning student's whole step (fused rollout, InfoNCE, backward) runs under it and
+    trains like fp32. (An H200 run found the fused rollout refusing autocast's mixed dtypes.)"""
+    argv = DDP_FLAGS + ["--model", "reasoning", "--batch-size", "8", "--max-epochs", "1",
+                        "--no-tensorboard"]
+    assert _in_world(world, lambda: train_main(argv + ["--output-dir", str(tmp_path / "fp32")])) == 0
+    monkeypatch.setattr("distill.training.setup.resolve",
+                        lambda *a, **k: accel.Accel(autocast_dtype=torch.bfloat16))
+    assert _in_world(world, lambda: train_main(argv + ["--output-dir", str(tmp_path / "bf16")])) == 0
+    fp32, bf16 = (json.loads((tmp_path / run / "metrics.jsonl").read_text())
+                  for run in ("fp32", "bf16"))
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=5e-2)  # 8 mantissa bits
+    assert bf16["train_reasoning"] > 0
+
+
 @NEEDS_CUDA
 @pytest.mark.parametrize("extra", [["--cuda-graphs"], ["--precision", "bf16"]])
 def test_gpu_step_trains_like_the_eager_fp32_step(world, tmp_path, extra):

@@ -90,6 +90,27 @@ def test_half_dtypes_compute_in_float32_and_return_their_dtype(dtype):
     assert all(torch.isfinite(g).all() for g in grad_got)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_bf16_autocast_runs_in_float32(compiled):
+    """Under bf16 autocast (the trainer's GPU default) a head's actions come in bfloat16 and v0 in
+    float32: the op runs in float32 like torch's other precision-sensitive ops, and the gradients
+    reach the bfloat16 actions. (Found on an H200: before, this refused the mixed dtypes.)"""
+    a, k, v = actions((6, 64), dtype=F32)
+    a16, k16 = (t.bfloat16().requires_grad_() for t in (a, k))
+    v = v.requires_grad_()
+    fn = torch.compile(unicycle_rollout, fullgraph=True, backend="aot_eager") if compiled \
+        else unicycle_rollout
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(a16, k16, v, DT)
+    want = unicycle_rollout(a16.detach().float(), k16.detach().float(), v.detach(), DT)
+    for g, w in zip(got, want):
+        assert g.dtype == F32
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    sum(t.sum() for t in got).backward()
+    assert (a16.grad.dtype, k16.grad.dtype, v.grad.dtype) == (torch.bfloat16, torch.bfloat16, F32)
+    assert all(torch.isfinite(t).all() for t in (a16.grad, k16.grad, v.grad))
+
+
 def test_gradcheck_float64():
     inputs = [t.requires_grad_() for t in actions((2, 3, 9))]
     assert torch.autograd.gradcheck(lambda a, k, v: unicycle_rollout(a, k, v, DT), inputs)

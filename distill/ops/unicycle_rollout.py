@@ -50,10 +50,10 @@ def unicycle_rollout(accel: Tensor, curvature: Tensor, v0: Tensor, dt: float) ->
     ``distill.kinematics.unicycle_rollout_reference`` for the equations.
 
     Differentiable in accel, curvature and v0 (dt is a constant). float32/float64, and
-    float16/bfloat16 computed in float32. Runs ``torch.ops.distill.unicycle_rollout`` (one fused
-    kernel per direction, CPU SIMD or CUDA; docs/compiled_ops.md) unless
-    ``use_rollout("reference")`` is active; on a device without a compiled kernel it warns once
-    and runs the reference.
+    float16/bfloat16 computed in float32; under autocast, float32 in and out. Runs
+    ``torch.ops.distill.unicycle_rollout`` (one fused kernel per direction, CPU SIMD or CUDA;
+    docs/compiled_ops.md) unless ``use_rollout("reference")`` is active; on a device without a
+    compiled kernel it warns once and runs the reference.
     """
     if _rollout == "reference":
         return unicycle_rollout_reference(accel, curvature, v0, dt)
@@ -128,3 +128,9 @@ def _rollout_backward(ctx, grad_x: Tensor, grad_y: Tensor, grad_yaw: Tensor):
 
 torch.library.register_autograd("distill::unicycle_rollout", _rollout_backward,
                                 setup_context=_rollout_setup_context)
+
+# Under autocast (bf16 training on a GPU) a head's actions arrive in bfloat16 and v0 in float32:
+# the rollout then runs in float32, as autocast runs torch's own precision-sensitive ops (cumsum,
+# exp): its positions sum 64 steps, and bfloat16 would round x = 100 m to a 0.5 m grid.
+for _device_type in ("cpu", "cuda"):
+    torch.library.register_autocast("distill::unicycle_rollout", _device_type, torch.float32)
