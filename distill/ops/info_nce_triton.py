@@ -210,16 +210,22 @@ def _finish_grad(partial_ptr, x_ptr, x_inv_ptr, out_ptr, n_rows, dim, n_splits, 
         out_ptr.dtype.element_ty), mask=mask)
 
 
-def _tile_configs() -> list:
+def _tile_configs(float32: bool) -> list:
     if INTERPRETED:
         # The interpreter runs each tile as numpy arrays, so its time goes to Python-level
         # iterations: one config with big tiles (B=48, N=144, symmetric: 0.17 s fwd + bwd).
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
-    # Whole padded rows per tile (D=384 -> 512): larger tiles overflow shared memory in float32,
-    # and the autotuner skips the configs that fail to compile for a dtype / D.
+    # Whole padded rows per tile (D=384 -> 512). AOT-compiled for sm_90 (Triton 3.8, one Zen 4
+    # core): float32 64 x 64 tiles need 256-393 KB of shared memory with IEEE dots (TF32 ones
+    # already 256 KB at 64 x 32), more than any GPU has (227 KB on an H100), and take 12-74 s
+    # each to compile with IEEE dots, which the autotuner spends only to skip them at launch.
+    # So float32 tunes among the smaller tiles; bfloat16 fits 64 x 64 in 128-130 KB. What still
+    # does not fit a given GPU the autotuner skips (OutOfResources).
+    tiles = [(32, 32, 4, 1), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)]
+    if not float32:
+        tiles += [(64, 64, 8, 2), (64, 64, 4, 3)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-            for m, n, w, s in ((32, 32, 4, 1), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2),
-                               (64, 64, 8, 2), (64, 64, 4, 3))]
+            for m, n, w, s in tiles]
 
 
 # This module is imported at the first call that selects the Triton backend (distill.ops), so
@@ -231,9 +237,13 @@ if INTERPRETED and not isinstance(tl.sum, InterpretedFunction):
 # A split walks at least this many tiles of columns, so that its block of rows is loaded for
 # enough work (16: unmeasured on a GPU); 1 under the interpreter, so that the tests split.
 MIN_SPLIT_TILES = 1 if INTERPRETED else 16
-_row_lse_kernel = triton.autotune(_tile_configs(), key=["n_q", "n_k", "dim"])(triton.jit(_row_lse))
-_grad_kernel = triton.autotune(_tile_configs(), key=["n_student", "n_teacher", "dim",
-                                                     "FOR_STUDENT"])(triton.jit(_grad))
+# One autotuned kernel per tile-config list, {float32 inputs: kernel}; both share the compiled
+# variants of one jitted function.
+_row_lse_jit, _grad_jit = triton.jit(_row_lse), triton.jit(_grad)
+_row_lse_kernels = {float32: triton.autotune(_tile_configs(float32), key=["n_q", "n_k", "dim"])(
+    _row_lse_jit) for float32 in (True, False)}
+_grad_kernels = {float32: triton.autotune(_tile_configs(float32), key=[
+    "n_student", "n_teacher", "dim", "FOR_STUDENT"])(_grad_jit) for float32 in (True, False)}
 
 
 def interpreting() -> bool:
@@ -284,7 +294,8 @@ def _launch_row_lse(q: Tensor, k: Tensor, q_inv: Tensor, k_inv: Tensor, ids: Ten
     splits = column_splits(n_q, n_k, device_programs(q.device))
     lse = q_inv.new_empty(splits, n_q)
     pos = q_inv.new_empty(splits, n_q)
-    wrap_triton(_row_lse_kernel)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), splits)](
+    kernel = _row_lse_kernels[q.dtype == torch.float32]
+    wrap_triton(kernel)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), splits)](
         q, k, q_inv, k_inv, ids, lse, pos, n_q, n_k, dim, splits, q.stride(0), k.stride(0),
         1.0 / temperature, HAS_IDS=has_ids, DOT_PRECISION=_dot_precision(q.dtype),
         BLOCK_D=triton.next_power_of_2(dim))
@@ -328,7 +339,8 @@ def info_nce_bwd(grad: Tensor, student: Tensor, teacher: Tensor, teacher_ids: Op
     partial = out if splits == 1 else own.new_empty(splits, n_own, dim, dtype=torch.float32)
     directions = 2 if symmetric else 1
     block_d = triton.next_power_of_2(dim)
-    wrap_triton(_grad_kernel)[lambda meta: (triton.cdiv(n_own, meta["BLOCK_M"]), splits)](
+    kernel = _grad_kernels[own.dtype == torch.float32]
+    wrap_triton(kernel)[lambda meta: (triton.cdiv(n_own, meta["BLOCK_M"]), splits)](
         own, other, own_inv, other_inv, _ids_or_placeholder(teacher_ids, student), lse_rows,
         lse_cols, grad, partial, n_student, teacher.shape[0], dim, splits, own.stride(0),
         other.stride(0), dim, n_own * dim, 1.0 / temperature, 1.0 / (directions * n_student),
