@@ -3,21 +3,13 @@
 kernels, and ``info_nce``, the differentiable function ``distill.ops.info_nce`` calls.
 
 Semantics are those of ``distill.ops.info_nce_reference`` (the oracle): student (B, D) and teacher
-(N >= B, D) rows L2-normalized, logits = s t^T / tau (B, N), row i's positive is teacher row i,
-columns j != i with teacher_ids[j] == teacher_ids[i] left out of row i's denominator,
-loss = mean_i(LSE_i - logit_ii); symmetric adds the teacher -> student direction over the first
-B teacher rows and averages.
+(N >= B, D) rows L2-normalized, logits = s t^T / tau, row i's positive is teacher row i, columns
+j != i with row i's teacher_id left out of its denominator, loss = mean_i(LSE_i - logit_ii);
+symmetric averages in the teacher -> student direction over the first B teacher rows.
 
-Memory: the forward walks each block of rows over tiles of columns with an online softmax and
-keeps per row only its running max and sum; the backward recomputes the tiles. Extra memory is
-O(B + N) floats (LSEs, positives, inverse norms) where the reference holds B x N logits, their
-softmax and its gradient (B=8192, N=65536: 2 GiB per B x N float32 matrix).
-
-L2-normalization happens inside the kernels, as a per-row inverse norm (computed once, B + N
-floats) that scales each tile of dot products, and its Jacobian applied once per row at the end
-of the backward. Normalizing outside would materialize normalized copies of both inputs that
-autograd keeps for the backward: (B + N) D floats, 100 MiB at N=65536, D=384 (analytic counts
-of benchmarks/test_info_nce.py), against 0.5 MiB of inverse norms, for a multiply per logit.
+Memory: O(B + N) extra floats (an online softmax over tiles of columns, recomputed in the
+backward; L2-normalization inside the kernels, as per-row inverse norms) where the reference
+holds B x N logits; docs/reasoning.md gives the reasons and the measured memory.
 """
 from __future__ import annotations
 
@@ -215,12 +207,9 @@ def _tile_configs(float32: bool) -> list:
         # The interpreter runs each tile as numpy arrays, so its time goes to Python-level
         # iterations: one config with big tiles (B=48, N=144, symmetric: 0.17 s fwd + bwd).
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
-    # Whole padded rows per tile (D=384 -> 512). AOT-compiled for sm_90 (Triton 3.8, one Zen 4
-    # core): float32 64 x 64 tiles need 256-393 KB of shared memory with IEEE dots (TF32 ones
-    # already 256 KB at 64 x 32), more than any GPU has (227 KB on an H100), and take 12-74 s
-    # each to compile with IEEE dots, which the autotuner spends only to skip them at launch.
-    # So float32 tunes among the smaller tiles; bfloat16 fits 64 x 64 in 128-130 KB. What still
-    # does not fit a given GPU the autotuner skips (OutOfResources).
+    # Whole padded rows per tile (D=384 -> 512). Float32 64 x 64 tiles need 256-384 KB of shared
+    # memory (> 227 KB, an H100's), so the autotuner compiled them (12-74 s each, IEEE dots) only
+    # to skip them (docs/reasoning.md); bfloat16 fits them. It skips what else does not fit.
     tiles = [(32, 32, 4, 1), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)]
     if not float32:
         tiles += [(64, 64, 8, 2), (64, 64, 4, 3)]
@@ -237,13 +226,12 @@ if INTERPRETED and not isinstance(tl.sum, InterpretedFunction):
 # A split walks at least this many tiles of columns, so that its block of rows is loaded for
 # enough work (16: unmeasured on a GPU); 1 under the interpreter, so that the tests split.
 MIN_SPLIT_TILES = 1 if INTERPRETED else 16
-# One autotuned kernel per tile-config list, {float32 inputs: kernel}; both share the compiled
-# variants of one jitted function.
+# {float32 inputs: autotuned kernel}; the two of each share one jitted function's binaries.
 _row_lse_jit, _grad_jit = triton.jit(_row_lse), triton.jit(_grad)
-_row_lse_kernels = {float32: triton.autotune(_tile_configs(float32), key=["n_q", "n_k", "dim"])(
-    _row_lse_jit) for float32 in (True, False)}
-_grad_kernels = {float32: triton.autotune(_tile_configs(float32), key=[
-    "n_student", "n_teacher", "dim", "FOR_STUDENT"])(_grad_jit) for float32 in (True, False)}
+_row_lse_kernels = {f32: triton.autotune(_tile_configs(f32), key=["n_q", "n_k", "dim"])(
+    _row_lse_jit) for f32 in (True, False)}
+_grad_kernels = {f32: triton.autotune(_tile_configs(f32), key=[
+    "n_student", "n_teacher", "dim", "FOR_STUDENT"])(_grad_jit) for f32 in (True, False)}
 
 
 def interpreting() -> bool:
