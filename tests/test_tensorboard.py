@@ -3,6 +3,8 @@ TensorBoard's own reader: the tags and steps of a run, a resumed run that goes o
 duplicated steps (the rerun epoch's old events purged), and --no-tensorboard."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from distill.train import main as train_main
@@ -77,3 +79,21 @@ def test_no_tensorboard_writes_no_folder(tmp_path):
     assert not (tmp_path / "tensorboard").exists()
     assert "no_tensorboard" in INVOCATION_ONLY
     assert "no_tensorboard" not in RunConfig.field_names()
+
+
+def test_without_the_plots_packages_the_curves_go_on(tmp_path, monkeypatch, capsys):
+    """tensorboard installed but shapely (or matplotlib) not, as on a GPU machine's stock image:
+    one line, the curves without images, and the epoch's checkpoint (images came before it)."""
+    import distill
+    import distill.closed_loop
+    monkeypatch.setitem(sys.modules, "shapely", None)  # `import shapely` fails
+    for name in ("distill.plots", "distill.closed_loop.metrics"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delattr(distill, "plots", raising=False)
+    monkeypatch.delattr(distill.closed_loop, "metrics", raising=False)
+    assert train_main([*TINY, "--max-epochs", "1", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tensorboard: no trajectory images (shapely is not installed" in out
+    acc = _events(tmp_path)
+    assert _steps(acc, "val/ade") == [2] and acc.Tags()["images"] == []
+    assert (tmp_path / "baseline_seed42_epoch1.pt").is_file()

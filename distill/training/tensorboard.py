@@ -30,22 +30,30 @@ def log_dir(output_dir, prefix: str) -> Path:
 class TensorBoardLog:
     """``log_step`` at host reads, ``log_epoch`` after validation, ``log_images``, ``close``."""
 
-    def __init__(self, path: Path, purge_step: int):
+    def __init__(self, path: Path, purge_step: int, images: bool = True):
         from torch.utils.tensorboard import SummaryWriter
-        self.path = path
+        self.path, self.images = path, images
         self.writer = SummaryWriter(str(path), purge_step=purge_step)
 
     @classmethod
     def open(cls, output_dir, prefix: str, step: int, say) -> "TensorBoardLog | None":
         """The run's writer from optimizer step ``step`` on (0: a new run); None, with one line,
-        when the ``tensorboard`` package is missing (the run goes on without it)."""
+        when the ``tensorboard`` package is missing (the run goes on without it), and one
+        without images, with one line, when the plots' packages are."""
         try:
             import tensorboard  # noqa: F401  (SummaryWriter needs it)
         except ImportError:
             say("tensorboard: not installed (pip install tensorboard, or the [train] extra); "
                 "training without live curves (--no-tensorboard silences this)")
             return None
-        return cls(log_dir(output_dir, prefix), purge_step=step + 1)
+        images = True
+        try:
+            from .. import plots  # noqa: F401  (the images need matplotlib and shapely)
+        except ModuleNotFoundError as e:
+            say(f"tensorboard: no trajectory images ({e.name} is not installed; the [train] "
+                "extra has it): logging the curves only")
+            images = False
+        return cls(log_dir(output_dir, prefix), purge_step=step + 1, images=images)
 
     def log_step(self, step: int, sums: list[float], samples: int, seconds: float, lr: float,
                  reasoning_weight: float, nonfinite: int, grad_norm: float | None,
@@ -76,7 +84,10 @@ class TensorBoardLog:
 
     def log_images(self, step: int, preview: dict) -> None:
         """Predicted vs teacher trajectories of the fixed validation samples (``preview`` of
-        ``run_validation``), top-down and over the front camera."""
+        ``run_validation``), top-down and over the front camera; none without matplotlib and
+        shapely (``open`` said so)."""
+        if not self.images:
+            return
         from .. import plots
         pred, gt = preview["pred_xy"].numpy(), preview["gt_xy"].numpy()
         titles = [f"val {i}" for i in range(len(pred))]
