@@ -88,7 +88,7 @@ def closed_loop_summary(student, device, episodes: int, seed: int = 0) -> dict:
                                    "seconds", "episodes_per_s", "score", "summary")}
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
     with plots.atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=1) + "\n")
 
@@ -129,7 +129,7 @@ def drive(args: argparse.Namespace) -> dict:
         out / "drive.json",
         plots.drive_summary(report["summary"], out / "drive_summary.png"),
         plots.drive_animation(scene, teacher, worst.rollout, title, out / "drive_worst.gif"))]
-    _write_json(out / "drive.json", report)
+    write_json(out / "drive.json", report)
     return report
 
 

@@ -8,7 +8,6 @@ its challenge submission file (docs/datasets.md)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -21,11 +20,12 @@ from .data.batch import yaw_from_rot
 from .closed_loop.policies import PolicyError
 from .data.readers import DataError, one_line, read_frames
 from .datasets import miss_rule
-from .drive import closed_loop_summary
+from .drive import closed_loop_summary, write_json
 from .datasets.leaderboard import leaderboard, leaderboard_line, predict_modes
 from .metrics import displacement_errors
 from .ops import use_rollout
 from .training import checkpoint
+from .training.args import non_negative_int, positive_int
 from .training.config import ConfigError
 from .training.data import actions_cache_dir, attach_action_targets, load_dataset, make_loader
 from .training.objective import loss_weights
@@ -42,9 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by distill.train")
     p.add_argument("--split", choices=("val", "train"), default="val")
     p.add_argument("--output-dir", default=None, help="default: the checkpoint's folder")
-    p.add_argument("--num-plots", type=int, default=6, help="samples drawn in the figures")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--num-plots", type=non_negative_int, default=6,
+                   help="samples drawn in the figures (0: no figures)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--num-workers", type=non_negative_int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="unicycle rollout: the compiled op or plain PyTorch (same results)")
@@ -52,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="benchmark checkpoints: also write the predictions as the challenge "
                    "submission file (nuScenes: JSON of the devkit's Prediction objects; "
                    "Argoverse 2: av2's ChallengeSubmission parquet)")
-    p.add_argument("--closed-loop", type=int, default=0, metavar="N",
+    p.add_argument("--closed-loop", type=non_negative_int, default=0, metavar="N",
                    help="camera students: also drive N closed-loop episodes of the built-in "
                    "world (as distill.drive does, with its references) and add the driving "
                    "summary to eval.json under closed_loop (default 0: none)")
@@ -78,6 +79,25 @@ def front_images(dataset, indices) -> list[np.ndarray]:
             f = dataset.frames(int(i))[1, -3:].permute(1, 2, 0).numpy()
             out.append(np.clip((f * 0.25 + 0.5) * 255, 0, 255).astype(np.uint8))
     return out
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    return Path(args.output_dir or Path(args.checkpoint).parent)
+
+
+def draw_figures(dataset, result: dict, errors: np.ndarray, cv_errors: np.ndarray, cfg,
+                 num_plots: int, out: Path) -> list[Path]:
+    """The PNGs: ``num_plots`` samples' plans over the front camera (camera students) and
+    top-down, and the ADE by horizon against constant velocity."""
+    scen = dataset.data.labels.get("scenario")
+    idx = plot_samples(dataset, num_plots)
+    titles = [f"{scen[i] if scen is not None else dataset.data.keys[i][0][:8]}\n"
+              f"ADE {result['per_sample']['ade'][i]:.2f} m" for i in idx]
+    pred, gt = result["pred_xy"].numpy()[idx], result["gt_xy"].numpy()[idx]
+    front = ([plots.front_camera(front_images(dataset, idx), pred, gt, titles,
+                                 out / "eval_front.png")] if cfg.input_type == "camera" else [])
+    return [*front, plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
+            plots.ade_by_horizon(errors, cv_errors, cfg.dt, out / "eval_ade_horizon.png")]
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -115,20 +135,14 @@ def evaluate(args: argparse.Namespace) -> dict:
         report["leaderboard"] = leaderboard(
             dataset, config.benchmark, predict_modes(model, loader, cfg, stats, device),
             Path(args.submission) if args.submission else None)
-    out = Path(args.output_dir or Path(args.checkpoint).parent)
+    out = output_folder(args)
     out.mkdir(parents=True, exist_ok=True)
-    idx = plot_samples(dataset, args.num_plots)
-    titles = [f"{scen[i] if scen is not None else dataset.data.keys[i][0][:8]}\n"
-              f"ADE {result['per_sample']['ade'][i]:.2f} m" for i in idx]
-    pred, gt = result["pred_xy"].numpy()[idx], result["gt_xy"].numpy()[idx]
-    front = ([plots.front_camera(front_images(dataset, idx), pred, gt, titles,
-                                 out / "eval_front.png")] if cfg.input_type == "camera" else [])
-    report["plots"] = [str(p) for p in (
-        *front, plots.top_down(pred, gt, titles, out / "eval_topdown.png"),
-        plots.ade_by_horizon(errors, cv_errors, cfg.dt, out / "eval_ade_horizon.png"))]
+    report["plots"] = ([str(p) for p in draw_figures(dataset, result, errors, cv_errors, cfg,
+                                                     args.num_plots, out)]
+                       if args.num_plots else [])
     if args.closed_loop > 0:  # the student driving the built-in world (docs/closed_loop.md)
         report["closed_loop"] = closed_loop_summary(student, device, args.closed_loop)
-    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "eval.json", report)
     return report
 
 
@@ -159,8 +173,8 @@ def main(argv=None) -> int:
                           for p, s in report["closed_loop"]["summary"].items()))
     if args.submission:
         print(f"wrote the submission {args.submission}")
-    print(f"wrote {Path(report['plots'][0]).parent / 'eval.json'} and "
-          f"{', '.join(Path(p).name for p in report['plots'])}")
+    figures = ", ".join(Path(p).name for p in report["plots"])
+    print(f"wrote {output_folder(args) / 'eval.json'}" + (f" and {figures}" if figures else ""))
     return 0
 
 

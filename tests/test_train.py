@@ -172,6 +172,16 @@ def test_evaluator_writes_its_files(world, straight_run, tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+def test_evaluator_without_figures(world, straight_run, tmp_path, capsys):
+    code = evaluate_main(["--checkpoint", str(straight_run / "reasoning_seed42_best.pt"),
+                          "--output-dir", str(tmp_path), "--num-workers", "0",
+                          "--num-plots", "0"])
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]
+    assert json.loads((tmp_path / "eval.json").read_text())["plots"] == []
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'eval.json'}"
+
+
 def test_offline_quick_check_and_save_final_only(tmp_path):
     argv = ["--model", "baseline", "--offline", "--max-epochs", "2", "--model-size", "tiny",
             "--resolution", "32", "--max-train-samples", "8", "--max-val-samples", "4",

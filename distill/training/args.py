@@ -15,14 +15,14 @@ from ..data.stop import DEFAULT_STOP_SIGNALS, parse_signals
 from .config import DATA_PATHS, INVOCATION_ONLY, ConfigError, RunConfig, resolve_resume
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
@@ -96,10 +96,10 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offline", action="store_true",
                    help="no files: random images, labels from the built-in world's planner "
                    "(--max-train-samples, default 256 here)")
-    g.add_argument("--resolution", type=_positive_int, default=224,
+    g.add_argument("--resolution", type=positive_int, default=224,
                    help="distill: frame size the model sees (frames are resized if stored "
                    "otherwise)")
-    g.add_argument("--num-workers", type=_non_negative_int,
+    g.add_argument("--num-workers", type=non_negative_int,
                    default=max(1, min(4, (os.cpu_count() or 2) // 2)),
                    help="data loading processes")
     g.add_argument("--loader", choices=("dali", "torch"), default=default_loader(),
@@ -110,11 +110,11 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--max-epochs", type=_positive_int, default=150)
-    g.add_argument("--patience", type=_positive_int, default=15,
+    g.add_argument("--max-epochs", type=positive_int, default=150)
+    g.add_argument("--patience", type=positive_int, default=15,
                    help="early stopping: epochs without a better val ADE")
-    g.add_argument("--batch-size", type=_positive_int, default=48, help="batch size per GPU")
-    g.add_argument("--accumulation-steps", type=_positive_int, default=1)
+    g.add_argument("--batch-size", type=positive_int, default=48, help="batch size per GPU")
+    g.add_argument("--accumulation-steps", type=positive_int, default=1)
     g.add_argument("--lr", type=_positive_float, default=1e-4)
     g.add_argument("--weight-decay", type=_non_negative_float, default=0.02)
     g.add_argument("--warmup-epochs", type=_non_negative_float, default=5)
@@ -136,9 +136,9 @@ def _speed_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cuda-graphs", action="store_true",
                    help="capture the whole training step in a CUDA graph and replay it "
                    "(GPU, --accumulation-steps 1, one process)")
-    g.add_argument("--max-nonfinite-steps", type=_positive_int, default=20,
+    g.add_argument("--max-nonfinite-steps", type=positive_int, default=20,
                    help="stop after this many non-finite steps in a row (each is skipped)")
-    g.add_argument("--profile", type=_non_negative_int, default=0, metavar="N",
+    g.add_argument("--profile", type=non_negative_int, default=0, metavar="N",
                    help="write a torch.profiler chrome trace of N steps after 3 warmup steps "
                    "to OUTPUT_DIR/profile_trace.json (0 = off)")
 
@@ -152,7 +152,7 @@ def _losses_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reasoning-negatives", choices=("batch", "queue"), default="batch",
                    help="distill: InfoNCE negatives: the batch's other teacher rows, or also a "
                    "queue of the last --queue-size training samples' (docs/reasoning.md)")
-    g.add_argument("--queue-size", type=_positive_int, default=4096,
+    g.add_argument("--queue-size", type=positive_int, default=4096,
                    help="distill: teacher rows kept by --reasoning-negatives queue")
     g.add_argument("--action-weight", type=_non_negative_float, default=0.0,
                    help="weight of action supervision (discrete mode: of the cross-entropy, "
@@ -165,7 +165,7 @@ def _outputs_flags(p: argparse.ArgumentParser) -> None:
                    help="direct mode: predict (x, y, sin yaw, cos yaw) instead of actions")
     g.add_argument("--discrete-actions", action="store_true",
                    help="unicycle mode: discrete action tokens")
-    g.add_argument("--num-action-bins", type=_positive_int, default=256)
+    g.add_argument("--num-action-bins", type=positive_int, default=256)
     g.add_argument("--label-smoothing", type=_fraction, default=0.1)
     g.add_argument("--rollout", choices=ROLLOUTS, default="fused",
                    help="distill: unicycle rollout implementation: the compiled op, or plain "
@@ -205,10 +205,10 @@ def _diagnostics_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("diagnostics")
     g.add_argument("--freeze-bn", action="store_true",
                    help="BatchNorm layers in eval mode (frozen statistics)")
-    g.add_argument("--overfit-tiny", type=_non_negative_int, default=0,
+    g.add_argument("--overfit-tiny", type=non_negative_int, default=0,
                    help="train and validate on the first N training samples")
-    g.add_argument("--max-train-samples", type=_non_negative_int, default=0, help="0 = all")
-    g.add_argument("--max-val-samples", type=_non_negative_int, default=0, help="0 = all")
+    g.add_argument("--max-train-samples", type=non_negative_int, default=0, help="0 = all")
+    g.add_argument("--max-val-samples", type=non_negative_int, default=0, help="0 = all")
     g.add_argument("--log-action-stats", action="store_true",
                    help="log predicted vs teacher action statistics at validation")
 
@@ -216,9 +216,9 @@ def _diagnostics_flags(p: argparse.ArgumentParser) -> None:
 def _checkpoints_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("checkpoints")
     g.add_argument("--output-dir", default="checkpoints")
-    g.add_argument("--save-every", type=_positive_int, default=5,
+    g.add_argument("--save-every", type=positive_int, default=5,
                    help="write {model}_seed{seed}_epoch{N}.pt every N epochs")
-    g.add_argument("--keep-last", type=_non_negative_int, default=3,
+    g.add_argument("--keep-last", type=non_negative_int, default=3,
                    help="distill: periodic checkpoints kept (0 = all)")
     g.add_argument("--save-final-only", action="store_true",
                    help="keep only _best.pt after a clean finish")
