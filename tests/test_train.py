@@ -7,6 +7,7 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,7 +66,7 @@ def straight_run(world, tmp_path_factory):
     return out
 
 
-def test_checkpoints_and_metrics_of_a_run(straight_run):
+def test_checkpoints_and_metrics_of_a_run(world, straight_run):
     names = sorted(p.name for p in straight_run.glob("*.pt"))
     assert names == ["reasoning_seed42_best.pt", "reasoning_seed42_epoch1.pt",
                      "reasoning_seed42_epoch2.pt", "reasoning_seed42_epoch3.pt",
@@ -77,8 +78,16 @@ def test_checkpoints_and_metrics_of_a_run(straight_run):
     lines = (straight_run / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in records] == [1, 2, 3]
-    assert all(tuple(r) == METRIC_KEYS for r in records)
+    assert all(tuple(r)[:len(METRIC_KEYS)] == METRIC_KEYS for r in records)
     assert all(r[k] == r[k] for r in records for k in METRIC_KEYS)  # no NaN
+    # The world's labels name scenarios: their val ADEs, weighted by the counts, give val_ade.
+    names, counts = np.unique(np.load(world / "teacher_labels" / "val_labels.npz")["scenario"],
+                              return_counts=True)
+    for r in records:
+        assert list(r)[len(METRIC_KEYS):] == ["val_scenario_ade"]
+        assert sorted(r["val_scenario_ade"]) == names.tolist()
+        mean = sum(r["val_scenario_ade"][n] * c for n, c in zip(names, counts)) / counts.sum()
+        assert mean == pytest.approx(r["val_ade"], abs=1e-3)
 
 
 def test_resume_from_epoch2_equals_the_straight_run(world, straight_run, tmp_path):

@@ -129,10 +129,9 @@ class Student(nn.Module):
         the clearest sign of what the ego is already doing, and as second differences of the
         poses a network finds them slowly (a linear fit on them alone beats the mean manoeuvre
         by half on the built-in world)."""
-        scale = history.new_tensor([1 / DIRECT_SCALE, 1 / DIRECT_SCALE, 1.0, 1.0])
         speeds = (history[:, 1:, :2] - history[:, :-1, :2]).norm(dim=-1) / self.cfg.dt
-        x = torch.cat([(history * scale).flatten(1), speeds / SPEED_SCALE,
-                       v0[:, None] / SPEED_SCALE], dim=1)
+        poses = torch.cat([history[..., :2] * (1 / DIRECT_SCALE), history[..., 2:]], dim=-1)
+        x = torch.cat([poses.flatten(1), speeds / SPEED_SCALE, v0[:, None] / SPEED_SCALE], dim=1)
         return self.history_mlp(x)
 
     def scene_tokens(self, scene) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -10,7 +10,7 @@ from ..data.stop import StopNow, StopRequest  # noqa: F401 (the trainer's names 
 
 
 class NonFiniteGuard:
-    """Counts optimizer steps whose loss (or, with --grad-clip, gradient norm) is not finite,
+    """Counts optimizer steps whose loss or gradient norm is not finite,
     on the device, and gates the optimizer step with them: the fused AdamW kernel skips its
     update and leaves its step count when ``optimizer.found_inf`` is 1 (the mechanism
     GradScaler uses), so nothing waits for the host. The forward pass of such a step has

@@ -107,6 +107,11 @@ def epoch_record(epoch, step, lr, train_means, val: dict, cv_ade, samples_per_s,
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in zip(METRIC_KEYS, values)}
 
 
+def scenario_ades(names: list[str], ades: list) -> dict:
+    """{scenario: val ADE (m)} for the scenarios with validation samples."""
+    return {n: round(a, 4) for n, a in zip(names, ades) if a is not None}
+
+
 def epoch_line(r: dict, max_epochs: int, run: RunState, num_modes: int = 1) -> str:
     shown = min(num_modes, 6)  # val_minADE_6 is over all the modes when K <= 6
     modes = f" minADE_{shown} {r['val_minADE_6']:.3f} m" if num_modes > 1 else ""

@@ -40,11 +40,9 @@ class TrainStep:
         self.guard = NonFiniteGuard(device, model)
         self.sums = torch.zeros(len(SUM_KEYS), device=device)
         self.found = torch.zeros((), device=device)  # any non-finite loss in this group
-        # The last measured gradient norm (before clipping): every step with --grad-clip (it is
-        # computed anyway), else only on steps the trainer marks with ``measure_norm`` (its log
-        # intervals); read by the trainer with its other host reads, never here.
+        # The last step's gradient norm (before clipping), read by the trainer with its other
+        # host reads, never here.
         self.grad_norm = torch.zeros((), device=device)
-        self.measure_norm = False
 
     def _extra_teacher(self, batch: dict):
         """Reasoning negatives beyond the batch's own rows: the other ranks' rows (DDP: the
@@ -76,20 +74,20 @@ class TrainStep:
                                 torch.cat([batch["coc_id"], others[1]]))
 
     def update(self, lr: float | None) -> None:
-        """Clip, AdamW (skipped on the device when the group had a non-finite loss or
-        gradient norm), EMA. ``lr`` None: already set (a graph replay)."""
+        """Gradient norm, clip (--grad-clip), AdamW (skipped on the device when the group had a
+        non-finite loss or gradient norm), EMA. ``lr`` None: already set (a graph replay)."""
         with record_function("distill.optimizer"):
             if lr is not None:
                 set_lr(self.optimizer, lr)
-            found = self.found
+            # Every step, clipped or not: a finite loss can have a non-finite gradient, and
+            # AdamW would write it into the weights (two bf16 runs on an H200 diverged so).
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads)
             if self.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                found = torch.maximum(found, NonFiniteGuard.not_finite(norm))
-                self.grad_norm.copy_(norm)
-            elif self.measure_norm:
-                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-                self.grad_norm.copy_(torch.nn.utils.get_total_norm(grads))
-            found = all_reduce_sum(found.clone(), self.d).clamp_(max=1)  # the same on every rank
+                torch.nn.utils.clip_grads_with_norm_(grads, self.grad_clip, norm)
+            self.grad_norm.copy_(norm)
+            found = torch.maximum(self.found, NonFiniteGuard.not_finite(norm))
+            found = all_reduce_sum(found, self.d).clamp_(max=1)  # the same on every rank
             self.guard.record(found)
             self.guard.restore_if(found)
             NonFiniteGuard.gate(self.optimizer, found)

@@ -2,7 +2,7 @@
 ``--no-tensorboard``), rank 0 only. Every scalar is logged at the run's global optimizer step:
 
     train/{loss,pos,yaw,action,reasoning}, train/lr, train/reasoning_weight, train/samples_per_s,
-    train/grad_norm (when measured), train/nonfinite_steps   at the trainer's host reads
+    train/grad_norm, train/nonfinite_steps                    at the trainer's host reads
     val/<metric>, val/scenario_ade/<scenario>                 per epoch
     images/top_down, images/front_camera                      every IMAGE_EVERY epochs, the last
 
@@ -56,7 +56,7 @@ class TensorBoardLog:
         return cls(log_dir(output_dir, prefix), purge_step=step + 1, images=images)
 
     def log_step(self, step: int, sums: list[float], samples: int, seconds: float, lr: float,
-                 reasoning_weight: float, nonfinite: int, grad_norm: float | None,
+                 reasoning_weight: float, nonfinite: int, grad_norm: float,
                  ranks: int = 1) -> None:
         """The loss terms' means over this rank's ``samples`` since the last call (``sums``:
         this rank's), the throughput of all ``ranks``, and the rest."""
@@ -67,8 +67,7 @@ class TensorBoardLog:
         w.add_scalar("train/reasoning_weight", reasoning_weight, step)
         w.add_scalar("train/samples_per_s", samples * ranks / max(seconds, 1e-9), step)
         w.add_scalar("train/nonfinite_steps", nonfinite, step)
-        if grad_norm is not None:
-            w.add_scalar("train/grad_norm", grad_norm, step)
+        w.add_scalar("train/grad_norm", grad_norm, step)
 
     def log_epoch(self, step: int, epoch: int, val: dict, scenarios: list[str]) -> None:
         """The validation means (and per-scenario ADE when the split has scenarios)."""

@@ -154,7 +154,6 @@ class Trainer:
             set_lr(p.optimizer, lr)
             self.graphed(batch)
         else:
-            p.step.measure_norm = p.tensorboard is not None and sync and self.log_due(i)
             p.step.micro(batch, 1.0 / group, sync)
             if sync:
                 p.step.update(lr)
@@ -185,14 +184,14 @@ class Trainer:
             p.tensorboard.log_step(
                 self.run.step, [a - b for a, b in zip(sums, last_sums)], seen - last_seen,
                 now - last_time, self.lr, self.rw, bad,
-                grad_norm if self.config.grad_clip > 0 or not p.accel.cuda_graphs else None,
+                grad_norm,
                 ranks=self.d.world_size)
             self.last_log = (sums, seen, now)
         bar.set_postfix(loss=f"{sums[0] / max(seen, 1):.3f}",
                         samples_s=f"{seen / elapsed:.1f}", nonfinite=bad)
         if in_a_row >= self.config.max_nonfinite_steps:
             raise DivergedError(
-                f"{in_a_row} non-finite losses in a row (epoch {epoch}, step {self.run.step}; "
+                f"{in_a_row} non-finite losses or gradients in a row (epoch {epoch}, step {self.run.step}; "
                 f"{bad} in the run), each skipped: the run diverged. The checkpoints of the "
                 "last epoch are intact; try a lower --lr or --grad-clip")
         if bar.disable and not self.announced:  # a log file: the expected epoch time
@@ -230,6 +229,8 @@ class Trainer:
                                       p.step.guard.read()[0])
         if "action_stats" in val:
             record["action_stats"] = val["action_stats"]
+        if val.get("scenario_ade"):
+            record["val_scenario_ade"] = outputs.scenario_ades(p.scenarios, val["scenario_ade"])
         self.run.samples_in_epoch, self.run.epoch_sums = 0, []
         if self.d.is_main:
             p.metrics_log.append(record)
