@@ -9,8 +9,12 @@ import torchvision
 
 from distill.models import (MODEL_SIZES, BaselineStudent, ModelConfig, ReasoningStudent,
                             build_student, get_model_config)
+from distill.kinematics import ActionNormalization
+from distill.losses import position_loss
 from distill.models.backbone import ResNetTrunk, load_backbone_weights
-from distill.models.student import history_input
+from distill.models.plan import plan_from_inputs
+from distill.models.student import DIRECT_SCALE, history_input
+from distill.training.objective import LossWeights, loss_terms
 
 
 def _count(kind: str, size: str, **overrides) -> int:
@@ -47,6 +51,8 @@ def test_configs_are_validated():
         get_model_config("1b")
     with pytest.raises(ValueError, match="discrete_actions needs output 'unicycle'"):
         get_model_config("tiny", output="direct", discrete_actions=True)
+    with pytest.raises(ValueError, match="aux_xy needs output 'unicycle'"):
+        get_model_config("tiny", output="direct", aux_xy=True)
     with pytest.raises(ValueError, match="num_modes must be >= 1"):
         get_model_config("tiny", num_modes=0)
     with pytest.raises(ValueError, match="not divisible by num_heads"):
@@ -148,3 +154,33 @@ def test_grad_checkpointing_matches():
     assert grads_a.keys() == grads_b.keys()
     for name in grads_a:
         torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "reasoning"])
+def test_the_aux_xy_head_gives_the_trunk_a_gradient_at_the_start(kind):
+    """--aux-xy-weight: a direct (x, y) head beside the actions, in training only. The action
+    head starts at zero, so at the first step no gradient of the trajectory losses reaches the
+    decoder or the trunk; the aux head's position loss does (docs/learning.md)."""
+    cfg = get_model_config("tiny", aux_xy=True)
+    torch.manual_seed(0)
+    model = build_student(kind, cfg).train()
+    scene, history, v0 = _inputs()
+    stats = ActionNormalization(torch.zeros(2), torch.ones(2))
+    plan = plan_from_inputs(model, scene, history, v0, cfg, stats)
+    assert plan.heads["aux_xy"].shape == (2, 1, 64, 2)
+    gt = torch.randn(2, 64, 3) * 5
+    batch = {"trajectory_xyz": gt, "trajectory_yaw": torch.zeros(2, 64),
+             "action_target": torch.randn(2, 64, 2),
+             "coc_embedding": torch.randn(2, 384), "coc_id": torch.arange(2)}
+    weights = dict(yaw=0.3, action=0.5, reasoning=0.0, temperature=0.07, label_smoothing=0.0)
+    without = loss_terms(plan, batch, cfg, stats, LossWeights(**weights))
+    with_aux = loss_terms(plan, batch, cfg, stats, LossWeights(**weights, aux_xy=2.0))
+    aux = position_loss(plan.heads["aux_xy"][:, 0] * DIRECT_SCALE, gt[..., :2])
+    torch.testing.assert_close(with_aux["loss"], without["loss"] + 2.0 * aux)
+    trunk = model.trunk.conv1.weight
+    (grad_without,) = torch.autograd.grad(without["loss"], trunk, retain_graph=True,
+                                          allow_unused=True)
+    (grad_with,) = torch.autograd.grad(with_aux["loss"], trunk)
+    assert grad_without is None or not grad_without.any()
+    assert grad_with.abs().sum() > 0
+    assert "aux_xy" not in model.eval()(scene, history, v0)  # never in inference or export

@@ -231,3 +231,11 @@ def test_corrupt_frames_stop_the_run_with_one_line(world, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sample_00005.npz" in err and "not a readable npz" in err
+
+
+def test_aux_xy_weight_needs_the_unicycle_output(tmp_path, capsys):
+    argv = ["--model", "baseline", "--offline", "--model-size", "tiny", "--no-unicycle",
+            "--aux-xy-weight", "1.0", "--output-dir", str(tmp_path)]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--aux-xy-weight needs unicycle mode" in err

@@ -37,6 +37,9 @@ class ModelConfig:
     num_action_bins: int = 256
     num_modes: int = 1  # trajectory hypotheses, each with a mode logit
     predict_scale: bool = False  # a Laplace scale per step and mode (the "nll" loss needs it)
+    # unicycle only, training only: a linear head regressing each step's (x, y) directly from
+    # the decoder outputs (--aux-xy-weight; docs/learning.md, "The lateral gradient")
+    aux_xy: bool = False
     input_type: str = "camera"  # one of INPUT_TYPES
     raster_channels: int = 3  # raster input: RGB of the devkit's rasterizer
     polyline_features: int = 10  # vector input: features per point (benchmarks/vectors.py)
@@ -55,6 +58,8 @@ class ModelConfig:
               f"kinematics {self.kinematics!r} is not one of {KINEMATICS}")
         check(self.input_type in INPUT_TYPES,
               f"input_type {self.input_type!r} is not one of {INPUT_TYPES}")
+        check(not self.aux_xy or self.output == "unicycle",
+              f"aux_xy needs output 'unicycle', not {self.output!r}")
         check(not self.discrete_actions or self.output == "unicycle",
               f"discrete_actions needs output 'unicycle', not {self.output!r}")
         check(not self.discrete_actions or self.num_action_bins >= 2,

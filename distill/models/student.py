@@ -52,7 +52,8 @@ class Student(nn.Module):
         "direct"         (B, K, T, 4)        direct: (x, y, sin yaw, cos yaw), raw
         "mode_logits"    (B, K)              always
         "scale"          (B, K, T, 2)        with predict_scale: Laplace scale of x, y, metres
-    with K = cfg.num_modes, T = cfg.horizon, S = cfg.history_steps; x, y of "direct" are in
+        "aux_xy"         (B, K, T, 2)        with aux_xy, in training: (x, y), raw
+    with K = cfg.num_modes, T = cfg.horizon, S = cfg.history_steps; x, y of "direct", "aux_xy" are in
     units of DIRECT_SCALE m. ``scene`` by cfg.input_type: "camera" frames (B, 4, 12, H, W);
     "raster" (B, 3, H, W); "vector" a tuple (polylines (B, P, L, F), point_mask (B, P, L)).
     """
@@ -97,6 +98,8 @@ class Student(nn.Module):
         if cfg.output == "unicycle" and not cfg.discrete_actions and K > 1:
             curvature = torch.linspace(-MODE_SPREAD, MODE_SPREAD, K)
             self.mode_anchor = nn.Parameter(torch.stack([torch.zeros(K), curvature], -1))
+        if cfg.aux_xy:
+            self.aux_xy_head = nn.Linear(d, 2)
         # One mode has probability 1: no score head (DDP also needs every parameter used).
         self.mode_head = nn.Linear(d, 1) if K > 1 else None
         if cfg.predict_scale:
@@ -173,6 +176,8 @@ class Student(nn.Module):
                 out["actions"] = out["actions"] + self.mode_anchor[:, None]  # (K, 1, 2)
         if self.cfg.predict_scale:
             out["scale"] = F.softplus(self.scale_head(x)) + SCALE_MIN  # (B, K, T, 2) metres
+        if self.cfg.aux_xy and self.training:
+            out["aux_xy"] = self.aux_xy_head(x)  # (B, K, T, 2), units of DIRECT_SCALE m
         return out
 
     def forward(self, scene, history: torch.Tensor, v0: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -157,6 +157,11 @@ def _losses_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--action-weight", type=_non_negative_float, default=0.0,
                    help="weight of action supervision (discrete mode: of the cross-entropy, "
                    "1 when this is 0)")
+    g.add_argument("--aux-xy-weight", type=_non_negative_float, default=0.0,
+                   help="distill: unicycle mode: weight of an auxiliary head's position loss, "
+                   "a linear (x, y) per step from the decoder outputs, used in training only; "
+                   "it gives the decoder the lateral gradient the actions' curvature does not "
+                   "(docs/learning.md)")
 
 
 def _outputs_flags(p: argparse.ArgumentParser) -> None:
@@ -290,6 +295,9 @@ def parse_config(parser: argparse.ArgumentParser, argv,
 def check_combinations(config: RunConfig) -> None:
     if config.discrete_actions and config.no_unicycle:
         raise ConfigError("--discrete-actions needs unicycle mode; drop --no-unicycle")
+    if config.aux_xy_weight > 0 and config.no_unicycle:
+        raise ConfigError("--aux-xy-weight needs unicycle mode (--no-unicycle already regresses "
+                          "x, y); drop one of them")
     if config.reasoning_negatives == "queue" and config.model != "reasoning":
         raise ConfigError("--reasoning-negatives queue needs --model reasoning")
     if (config.action_stats == "teacher") != (config.teacher_config is not None):

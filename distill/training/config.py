@@ -76,6 +76,7 @@ class RunConfig:
     reasoning_negatives: str
     queue_size: int
     action_weight: float
+    aux_xy_weight: float
     # outputs
     no_unicycle: bool
     discrete_actions: bool

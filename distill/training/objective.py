@@ -11,6 +11,7 @@ from .. import losses
 from ..kinematics import ActionNormalization
 from ..models import ModelConfig
 from ..models.plan import Plan
+from ..models.student import DIRECT_SCALE
 from ..multimodal import best_mode, laplace_mixture_nll, mode_cross_entropy, take_mode
 from ..ops import info_nce
 from .config import RunConfig
@@ -26,6 +27,7 @@ class LossWeights:
     temperature: float
     label_smoothing: float
     multimodal: str = "wta"  # "wta" or "nll" (distill.multimodal)
+    aux_xy: float = 0.0  # the auxiliary direct (x, y) head's position loss (--aux-xy-weight)
 
 
 def loss_weights(config: RunConfig, epoch: float) -> LossWeights:
@@ -34,7 +36,7 @@ def loss_weights(config: RunConfig, epoch: float) -> LossWeights:
                        reasoning=losses.reasoning_weight(epoch, config.reasoning_weight,
                                                          config.reasoning_warmup_epochs),
                        temperature=config.temperature, label_smoothing=config.label_smoothing,
-                       multimodal=config.multimodal_loss)
+                       multimodal=config.multimodal_loss, aux_xy=config.aux_xy_weight)
 
 
 def loss_terms(plan: Plan, batch: dict, cfg: ModelConfig, stats: ActionNormalization, w: LossWeights,
@@ -79,4 +81,7 @@ def loss_terms(plan: Plan, batch: dict, cfg: ModelConfig, stats: ActionNormaliza
                                       teacher_ids=ids)
     terms["loss"] = (terms["pos"] + w.yaw * terms["yaw"] + action_weight * terms["action"]
                      + terms["mode"] + w.reasoning * terms["reasoning"])
+    if "aux_xy" in plan.heads:  # the best mode's direct (x, y), training only
+        terms["loss"] = terms["loss"] + w.aux_xy * losses.position_loss(
+            take_mode(plan.heads["aux_xy"] * DIRECT_SCALE, best), gt_xy)
     return terms

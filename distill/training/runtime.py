@@ -35,6 +35,7 @@ def model_config(config: RunConfig):
         num_action_bins=config.num_action_bins,
         num_modes=config.num_modes,
         predict_scale=config.multimodal_loss == "nll",
+        aux_xy=config.aux_xy_weight > 0,
         input_type=config.input_type,
         **benchmark_model_fields(config.benchmark),
     )
