@@ -53,9 +53,10 @@ class Student(nn.Module):
         "mode_logits"    (B, K)              always
         "scale"          (B, K, T, 2)        with predict_scale: Laplace scale of x, y, metres
         "aux_xy"         (B, K, T, 2)        with aux_xy, in training: (x, y), raw
-    with K = cfg.num_modes, T = cfg.horizon, S = cfg.history_steps; x, y of "direct", "aux_xy" are in
-    units of DIRECT_SCALE m. ``scene`` by cfg.input_type: "camera" frames (B, 4, 12, H, W);
-    "raster" (B, 3, H, W); "vector" a tuple (polylines (B, P, L, F), point_mask (B, P, L)).
+    with K = cfg.num_modes, T = cfg.horizon, S = cfg.history_steps; x, y of "direct" and
+    "aux_xy" are in units of DIRECT_SCALE m. ``scene`` by cfg.input_type: "camera" frames
+    (B, 4, 12, H, W); "raster" (B, 3, H, W); "vector" a tuple (polylines (B, P, L, F),
+    point_mask (B, P, L)).
     """
 
     def __init__(self, cfg: ModelConfig):
