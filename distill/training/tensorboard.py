@@ -83,10 +83,8 @@ class TensorBoardLog:
 
     def log_images(self, step: int, preview: dict) -> None:
         """Predicted vs teacher trajectories of the fixed validation samples (``preview`` of
-        ``run_validation``), top-down and over the front camera; none without matplotlib and
-        shapely (``open`` said so)."""
-        if not self.images:
-            return
+        ``run_validation``, which the trainer asks for only when ``images``), top-down and over
+        the front camera."""
         from .. import plots
         pred, gt = preview["pred_xy"].numpy(), preview["gt_xy"].numpy()
         titles = [f"val {i}" for i in range(len(pred))]

@@ -206,12 +206,13 @@ class Trainer:
         """The weights that would be saved (EMA when on) on the validation split; the ranks
         split it and all get the means."""
         p = self.parts
+        images = (p.tensorboard is not None and p.tensorboard.images
+                  and image_epoch(epoch, self.config.max_epochs))
         return run_validation(p.ema.model if p.ema else p.model, p.val_loader, p.cfg, p.stats,
                               loss_weights(self.config, epoch), self.device,
                               action_stats=self.config.log_action_stats, miss=p.miss, d=self.d,
                               scenarios=len(p.scenarios),
-                              preview=PREVIEW_SAMPLES if p.tensorboard and image_epoch(
-                                  epoch, self.config.max_epochs) else 0)
+                              preview=PREVIEW_SAMPLES if images else 0)
 
     def end_epoch(self, epoch: int, trained: EpochTotals, val: dict) -> None:
         """Model selection (val ADE), the epoch's record, its log line and checkpoints."""
