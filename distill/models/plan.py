@@ -38,6 +38,13 @@ class Plan:
         """(B, T) heading of the most probable mode."""
         return take_mode(self.modes_yaw, most_probable(self.heads["mode_logits"]))
 
+    @property
+    def aux_xy(self) -> Tensor | None:
+        """(B, K, T, 2) metres: the auxiliary direct head's positions (``--aux-xy-weight``, in
+        training only); None without it."""
+        raw = self.heads.get("aux_xy")
+        return None if raw is None else raw * DIRECT_SCALE
+
 
 def scene_input(batch: dict, cfg: ModelConfig):
     """The batch's scene input for ``cfg.input_type`` (see ``distill.models.student.Student``)."""

@@ -11,7 +11,6 @@ from .. import losses
 from ..kinematics import ActionNormalization
 from ..models import ModelConfig
 from ..models.plan import Plan
-from ..models.student import DIRECT_SCALE
 from ..multimodal import best_mode, laplace_mixture_nll, mode_cross_entropy, take_mode
 from ..ops import info_nce
 from .config import RunConfig
@@ -81,7 +80,8 @@ def loss_terms(plan: Plan, batch: dict, cfg: ModelConfig, stats: ActionNormaliza
                                       teacher_ids=ids)
     terms["loss"] = (terms["pos"] + w.yaw * terms["yaw"] + action_weight * terms["action"]
                      + terms["mode"] + w.reasoning * terms["reasoning"])
-    if "aux_xy" in plan.heads:  # the best mode's direct (x, y), training only
-        terms["loss"] = terms["loss"] + w.aux_xy * losses.position_loss(
-            take_mode(plan.heads["aux_xy"] * DIRECT_SCALE, best), gt_xy)
+    aux_xy = plan.aux_xy
+    if aux_xy is not None:  # the best mode's direct (x, y), training only
+        terms["loss"] = terms["loss"] + w.aux_xy * losses.position_loss(take_mode(aux_xy, best),
+                                                                        gt_xy)
     return terms
