@@ -154,6 +154,71 @@ def test_six_unicycle_modes_start_apart_one_mode_has_no_anchor():
     assert not hasattr(build_student("baseline", get_model_config("tiny")), "mode_anchor")
 
 
+def test_mode_anchors_learn_a_shape_per_step():
+    """Each mode's anchor is one (acceleration, curvature) offset per step, so a mode can turn
+    late (a junction) without turning early: one optimizer step moves the steps apart."""
+    cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=3)
+    model = build_student("baseline", cfg)
+    assert model.mode_anchor.shape == (3, cfg.horizon, 2)
+    assert torch.equal(model.mode_anchor[:, :1].expand_as(model.mode_anchor),
+                       model.mode_anchor.detach())  # the same offset at every step at first
+    late = torch.zeros(cfg.horizon, 2)
+    late[cfg.horizon // 2:, 1] = 1.0
+    optimizer = torch.optim.SGD([model.mode_anchor], lr=0.1)
+    batch = _batch("vector")
+    history = torch.zeros(2, 16, 4)
+    history[..., 3] = 1
+    out = model((batch["polylines"], batch["polyline_mask"]), history, torch.ones(2))
+    ((out["actions"] - late) ** 2).mean().backward()
+    optimizer.step()
+    anchor = model.mode_anchor.detach()
+    assert (anchor[:, -1, 1] - anchor[:, 0, 1] > 0).all()
+
+
+def _old_anchor_state(model) -> dict:
+    """``model``'s state dict as code before per-step anchors wrote it: one (K, 2) anchor."""
+    state = model.state_dict()
+    state["mode_anchor"] = state["mode_anchor"][:, 0].clone()
+    return state
+
+
+def test_a_checkpoint_with_one_anchor_per_mode_loads_and_resumes():
+    """Weights (and an optimizer's moments) saved with one (K, 2) anchor per mode load as that
+    anchor at every step: the same plans, and a resumed optimizer steps."""
+    cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=2)
+    torch.manual_seed(0)
+    old = build_student("baseline", cfg)
+    with torch.no_grad():
+        old.mode_anchor.copy_(torch.tensor([[0.3, -0.7], [-0.2, 0.9]])[:, None])
+    optimizer = torch.optim.AdamW(old.parameters())
+    batch = _batch("vector")
+    history = torch.zeros(2, 16, 4)
+    history[..., 3] = 1
+    scene = (batch["polylines"], batch["polyline_mask"])
+    old(scene, history, torch.ones(2))["actions"].sum().backward()
+    optimizer.step()
+    optimizer_state = optimizer.state_dict()
+    anchor_index = [n for n, _ in old.named_parameters()].index("mode_anchor")
+    moments = optimizer_state["state"][anchor_index]
+    moments["exp_avg"], moments["exp_avg_sq"] = moments["exp_avg"][:, 0], moments["exp_avg_sq"][:, 0]
+
+    new = build_student("baseline", cfg)
+    new.load_state_dict(_old_anchor_state(old))
+    torch.testing.assert_close(new.mode_anchor, old.mode_anchor)
+    old.eval(), new.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(new(scene, history, torch.ones(2))["actions"],
+                                   old(scene, history, torch.ones(2))["actions"])
+    resumed = torch.optim.AdamW(new.parameters())
+    resumed.load_state_dict(optimizer_state)
+    new.per_step_optimizer_state(resumed)
+    assert resumed.state[new.mode_anchor]["exp_avg"].shape == new.mode_anchor.shape
+    new.train()
+    new(scene, history, torch.ones(2))["actions"].sum().backward()
+    resumed.step()
+    assert torch.isfinite(new.mode_anchor).all()
+
+
 def test_padded_polylines_do_not_change_the_prediction():
     cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=2)
     model = build_student("baseline", cfg).eval()

@@ -192,6 +192,7 @@ def _build_model(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
     if resumed:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
+        model.per_step_optimizer_state(optimizer)
         if negatives is not None:
             negatives.load_state_dict(resumed["negatives"])
     ddp = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
