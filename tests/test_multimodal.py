@@ -102,6 +102,14 @@ def _batch(input_type: str, B: int = 2, S: int = 16, T: int = 64):
     return batch
 
 
+def _vector_inputs(batch: dict) -> tuple:
+    """A vector batch's (scene, history, v0) as the student takes them: polylines, an ego
+    history at rest facing +x, 1 m/s."""
+    history = torch.zeros(2, 16, 4)
+    history[..., 3] = 1
+    return (batch["polylines"], batch["polyline_mask"]), history, torch.ones(2)
+
+
 @pytest.mark.parametrize("input_type,output,loss_name", [
     ("camera", "unicycle", "wta"), ("raster", "direct", "nll"), ("vector", "unicycle", "nll")])
 def test_six_mode_student_predicts_and_trains_on_each_input(input_type, output, loss_name):
@@ -165,10 +173,7 @@ def test_mode_anchors_learn_a_shape_per_step():
     late = torch.zeros(cfg.horizon, 2)
     late[cfg.horizon // 2:, 1] = 1.0
     optimizer = torch.optim.SGD([model.mode_anchor], lr=0.1)
-    batch = _batch("vector")
-    history = torch.zeros(2, 16, 4)
-    history[..., 3] = 1
-    out = model((batch["polylines"], batch["polyline_mask"]), history, torch.ones(2))
+    out = model(*_vector_inputs(_batch("vector")))
     ((out["actions"] - late) ** 2).mean().backward()
     optimizer.step()
     anchor = model.mode_anchor.detach()
@@ -191,11 +196,8 @@ def test_a_checkpoint_with_one_anchor_per_mode_loads_and_resumes():
     with torch.no_grad():
         old.mode_anchor.copy_(torch.tensor([[0.3, -0.7], [-0.2, 0.9]])[:, None])
     optimizer = torch.optim.AdamW(old.parameters())
-    batch = _batch("vector")
-    history = torch.zeros(2, 16, 4)
-    history[..., 3] = 1
-    scene = (batch["polylines"], batch["polyline_mask"])
-    old(scene, history, torch.ones(2))["actions"].sum().backward()
+    inputs = _vector_inputs(_batch("vector"))
+    old(*inputs)["actions"].sum().backward()
     optimizer.step()
     optimizer_state = optimizer.state_dict()
     anchor_index = [n for n, _ in old.named_parameters()].index("mode_anchor")
@@ -205,16 +207,16 @@ def test_a_checkpoint_with_one_anchor_per_mode_loads_and_resumes():
     new = build_student("baseline", cfg)
     new.load_state_dict(_old_anchor_state(old))
     torch.testing.assert_close(new.mode_anchor, old.mode_anchor)
-    old.eval(), new.eval()
+    old.eval()
+    new.eval()
     with torch.no_grad():
-        torch.testing.assert_close(new(scene, history, torch.ones(2))["actions"],
-                                   old(scene, history, torch.ones(2))["actions"])
+        torch.testing.assert_close(new(*inputs)["actions"], old(*inputs)["actions"])
     resumed = torch.optim.AdamW(new.parameters())
     resumed.load_state_dict(optimizer_state)
     new.per_step_optimizer_state(resumed)
     assert resumed.state[new.mode_anchor]["exp_avg"].shape == new.mode_anchor.shape
     new.train()
-    new(scene, history, torch.ones(2))["actions"].sum().backward()
+    new(*inputs)["actions"].sum().backward()
     resumed.step()
     assert torch.isfinite(new.mode_anchor).all()
 
@@ -223,10 +225,7 @@ def test_padded_polylines_do_not_change_the_prediction():
     cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=2)
     model = build_student("baseline", cfg).eval()
     batch = _batch("vector")
-    history = torch.zeros(2, 16, 4)
-    history[..., 3] = 1
-    v0 = torch.ones(2)
-    scene = (batch["polylines"], batch["polyline_mask"])
+    scene, history, v0 = _vector_inputs(batch)
     garbage = batch["polylines"].clone()
     garbage[:, 15:] = 1e3  # rows whose points are all invalid
     with torch.no_grad():

@@ -125,9 +125,10 @@ class Student(nn.Module):
 
     def per_step_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
         """The same for an optimizer's moments of the anchors (resuming such a checkpoint)."""
-        anchor = getattr(self, "mode_anchor", None)
-        state = optimizer.state.get(anchor, {}) if anchor is not None else {}
-        for name, value in state.items():
+        if not hasattr(self, "mode_anchor"):
+            return
+        state = optimizer.state.get(self.mode_anchor, {})
+        for name, value in list(state.items()):
             if torch.is_tensor(value) and value.dim() == 2:
                 state[name] = per_step(value, self.cfg.horizon)
 
