@@ -16,7 +16,7 @@ from distill.models import build_student, get_model_config
 from distill.multimodal import (best_mode, laplace_mixture_nll, mode_cross_entropy,
                                 most_probable, take_mode)
 from distill.train import main as train_main
-from distill.models.plan import Plan, student_plan
+from distill.models.plan import Plan, student_inputs, student_plan
 from distill.training.objective import LossWeights, loss_terms
 from distill.training.validate import sample_metrics
 
@@ -102,14 +102,6 @@ def _batch(input_type: str, B: int = 2, S: int = 16, T: int = 64):
     return batch
 
 
-def _vector_inputs(batch: dict) -> tuple:
-    """A vector batch's (scene, history, v0) as the student takes them: polylines, an ego
-    history at rest facing +x, 1 m/s."""
-    history = torch.zeros(2, 16, 4)
-    history[..., 3] = 1
-    return (batch["polylines"], batch["polyline_mask"]), history, torch.ones(2)
-
-
 @pytest.mark.parametrize("input_type,output,loss_name", [
     ("camera", "unicycle", "wta"), ("raster", "direct", "nll"), ("vector", "unicycle", "nll")])
 def test_six_mode_student_predicts_and_trains_on_each_input(input_type, output, loss_name):
@@ -173,7 +165,7 @@ def test_mode_anchors_learn_a_shape_per_step():
     late = torch.zeros(cfg.horizon, 2)
     late[cfg.horizon // 2:, 1] = 1.0
     optimizer = torch.optim.SGD([model.mode_anchor], lr=0.1)
-    out = model(*_vector_inputs(_batch("vector")))
+    out = model(*student_inputs(_batch("vector"), cfg))
     ((out["actions"] - late) ** 2).mean().backward()
     optimizer.step()
     anchor = model.mode_anchor.detach()
@@ -196,7 +188,7 @@ def test_a_checkpoint_with_one_anchor_per_mode_loads_and_resumes():
     with torch.no_grad():
         old.mode_anchor.copy_(torch.tensor([[0.3, -0.7], [-0.2, 0.9]])[:, None])
     optimizer = torch.optim.AdamW(old.parameters())
-    inputs = _vector_inputs(_batch("vector"))
+    inputs = student_inputs(_batch("vector"), cfg)
     old(*inputs)["actions"].sum().backward()
     optimizer.step()
     optimizer_state = optimizer.state_dict()
@@ -225,7 +217,7 @@ def test_padded_polylines_do_not_change_the_prediction():
     cfg = get_model_config("tiny", input_type="vector", polyline_features=10, num_modes=2)
     model = build_student("baseline", cfg).eval()
     batch = _batch("vector")
-    scene, history, v0 = _vector_inputs(batch)
+    scene, history, v0 = student_inputs(batch, cfg)
     garbage = batch["polylines"].clone()
     garbage[:, 15:] = 1e3  # rows whose points are all invalid
     with torch.no_grad():

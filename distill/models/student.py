@@ -128,7 +128,7 @@ class Student(nn.Module):
         if not hasattr(self, "mode_anchor"):
             return
         state = optimizer.state.get(self.mode_anchor, {})
-        for name, value in list(state.items()):
+        for name, value in state.items():  # values replaced, keys kept: safe to iterate
             if torch.is_tensor(value) and value.dim() == 2:
                 state[name] = per_step(value, self.cfg.horizon)
 
