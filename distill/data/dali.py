@@ -167,11 +167,12 @@ class DaliLoader:
         self.pipeline: ReusedPipeline | None = None
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """The next pass visits ``epoch``'s order, without its first ``skip`` global samples."""
+    def set_epoch(self, epoch: int, skip: int = 0, weights: np.ndarray | None = None) -> None:
+        """The next pass visits ``epoch``'s order, without its first ``skip`` global samples
+        (drawn by ``weights`` when given: ``sampling.epoch_order``)."""
         self.order = epoch_order(len(self.dataset), None if self.seed is None
                                  else epoch_seed(self.seed, epoch), self.rank, self.world_size,
-                                 self.drop_last, self.batch_size, skip)
+                                 self.drop_last, self.batch_size, skip, weights)
 
     def __len__(self) -> int:
         return num_batches(len(self.order), self.batch_size)

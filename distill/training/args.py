@@ -50,6 +50,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def _signals(text: str):
     try:
         return parse_signals(text)
@@ -123,6 +130,12 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ema-decay", type=_fraction, default=0.999)
     g.add_argument("--grad-clip", type=_non_negative_float, default=0.0,
                    help="max gradient norm (0 = off)")
+    g.add_argument("--hard-sampling", type=_unit_interval, default=0.0, metavar="A",
+                   help="distill: each epoch draws its training samples with replacement, "
+                   "sample i with probability in proportion to (1 - A) + A x e_i / mean(e), e_i "
+                   "its constant-velocity error (how far the teacher's plan is from driving "
+                   "straight on): the rare braking and turning samples come more often. 0: a "
+                   "plain shuffle (docs/learning.md)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

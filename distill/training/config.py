@@ -61,6 +61,7 @@ class RunConfig:
     ema: bool
     ema_decay: float
     grad_clip: float
+    hard_sampling: float
     seed: int
     compile: bool
     device: str

@@ -128,8 +128,8 @@ class TorchLoader:
                                  collate_fn=getattr(dataset, "collate_fn", collate),
                                  worker_init_fn=worker_init if workers else None)
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.sampler.set_epoch(epoch, skip)
+    def set_epoch(self, epoch: int, skip: int = 0, weights: np.ndarray | None = None) -> None:
+        self.sampler.set_epoch(epoch, skip, weights)
 
     def __len__(self) -> int:
         return len(self.loader)

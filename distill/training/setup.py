@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -55,6 +56,7 @@ class RunParts:
     profiler: StepProfiler | None = None
     profile_steps: int = 0
     scenarios: list = field(default_factory=list)  # the validation split's scenario names
+    sample_weights: np.ndarray | None = None  # --hard-sampling's draw weights (None: a shuffle)
     tensorboard: TensorBoardLog | None = None  # rank 0's live curves (--no-tensorboard: None)
     provenance: dict | None = None  # the training labels' (None: they have none)
 
@@ -172,9 +174,26 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
     say(f"data: {len(train_set)} train / {len(val_set)} val samples"
         f"{' (offline: random images)' if config.offline else ''}; device {device}"
         f"{f', {d.world_size} ranks' if d.enabled else ''}")
+    weights = hard_sampling_weights(train_set.data, config.hard_sampling, cfg, say)
     return dict(train_loader=train_loader, val_loader=val_loader, stats=stats.to(device),
                 cv_ade=float(constant_velocity_errors(val_set.data, cfg.dt, cfg.kinematics).mean()),
-                global_batch=global_batch, epoch_samples=epoch_samples, scenarios=scenarios)
+                global_batch=global_batch, epoch_samples=epoch_samples, scenarios=scenarios,
+                sample_weights=weights)
+
+
+def hard_sampling_weights(data, share: float, cfg: ModelConfig, say) -> np.ndarray | None:
+    """``--hard-sampling``'s ``(N,)`` draw weights of the training split ``data``: ``(1 -
+    share) + share * e / mean(e)``, ``e`` each sample's constant-velocity ADE (from its
+    labels; they choose how often a sample is drawn, never what the student sees); None for
+    ``share`` 0 (a plain shuffle)."""
+    if share == 0:
+        return None
+    errors = constant_velocity_errors(data, cfg.dt, cfg.kinematics).mean(-1).numpy()
+    weights = (1 - share) + share * errors / max(float(errors.mean()), 1e-9)
+    say(f"hard sampling {share:g}: each training sample drawn {weights.min():.2f} to "
+        f"{weights.max():.2f} times per epoch on average (constant-velocity error "
+        f"{errors.min():.2f} to {errors.max():.2f} m)")
+    return weights
 
 
 def _build_model(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,

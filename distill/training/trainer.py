@@ -106,7 +106,7 @@ class Trainer:
         p.model.train()
         if config.freeze_bn:
             freeze_batchnorm(p.model)
-        p.train_loader.set_epoch(epoch, skip)
+        p.train_loader.set_epoch(epoch, skip, p.sample_weights)
         p.step.sums.zero_()
         self.last_log = ([0.0] * len(p.step.sums), 0, start)
         seen = 0  # this rank's samples in this session
