@@ -1,6 +1,6 @@
 """--hard-sampling: each epoch's training samples drawn by weight (with replacement) from the
 run's seed, the same draw for both loaders, every rank and a resumed run; the weights from the
-constant-velocity error; a bad value refused."""
+constant-velocity error; --hard-sampling-epochs; bad values refused."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +13,7 @@ import torch
 
 from distill.data import dali
 from distill.data.dataset import SampleDataset
-from distill.data.sampling import epoch_order, epoch_seed
+from distill.data.sampling import EpochSampler, epoch_order, epoch_seed
 from distill.train import main as train_main
 from distill.training.data import make_loader
 from distill.training.setup import hard_sampling_weights
@@ -108,6 +108,30 @@ def test_a_hard_sampled_run_trains_and_resumes_exactly(world, tmp_path, capsys):
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
     record = json.loads((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["epoch"] == 2
+
+
+def test_hard_sampling_epochs_end_the_weighted_draws(world, tmp_path, monkeypatch, capsys):
+    """--hard-sampling-epochs 1: epoch 1 is drawn by weight, epoch 2 is a plain shuffle."""
+    real, drawn = EpochSampler.set_epoch, {}
+
+    def set_epoch(self, epoch, skip=0, weights=None):
+        if self.seed is not None and epoch > 0:  # the training loader, told by the trainer
+            drawn[epoch] = weights is not None
+        return real(self, epoch, skip, weights)
+
+    monkeypatch.setattr(EpochSampler, "set_epoch", set_epoch)
+    assert _train(world, tmp_path, "--hard-sampling", "0.5", "--hard-sampling-epochs", "1",
+                  "--max-epochs", "2", "--loader", "torch") == 0
+    assert drawn == {1: True, 2: False}
+    assert "in epochs 1-1, then a plain shuffle" in capsys.readouterr().out
+
+
+def test_hard_sampling_epochs_need_a_share(tmp_path, capsys):
+    argv = ["--model", "baseline", "--offline", "--model-size", "tiny",
+            "--hard-sampling-epochs", "2", "--output-dir", str(tmp_path)]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--hard-sampling-epochs needs --hard-sampling" in err
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.5", "nan"])

@@ -136,6 +136,10 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    "its constant-velocity error (how far the teacher's plan is from driving "
                    "straight on): the rare braking and turning samples come more often. 0: a "
                    "plain shuffle (docs/learning.md)")
+    g.add_argument("--hard-sampling-epochs", type=positive_int, default=None, metavar="N",
+                   help="distill: only the first N epochs draw by --hard-sampling, the later "
+                   "ones are a plain shuffle that fits the samples' real mix again (default: "
+                   "every epoch)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -311,6 +315,8 @@ def check_combinations(config: RunConfig) -> None:
     if config.aux_xy_weight > 0 and config.no_unicycle:
         raise ConfigError("--aux-xy-weight needs unicycle mode (--no-unicycle already regresses "
                           "x, y); drop one of them")
+    if config.hard_sampling_epochs is not None and config.hard_sampling == 0:
+        raise ConfigError("--hard-sampling-epochs needs --hard-sampling A > 0")
     if config.reasoning_negatives == "queue" and config.model != "reasoning":
         raise ConfigError("--reasoning-negatives queue needs --model reasoning")
     if (config.action_stats == "teacher") != (config.teacher_config is not None):

@@ -62,6 +62,7 @@ class RunConfig:
     ema_decay: float
     grad_clip: float
     hard_sampling: float
+    hard_sampling_epochs: int | None
     seed: int
     compile: bool
     device: str

@@ -174,14 +174,16 @@ def _build_data(config: RunConfig, cfg: ModelConfig, accel: Accel, d: Dist,
     say(f"data: {len(train_set)} train / {len(val_set)} val samples"
         f"{' (offline: random images)' if config.offline else ''}; device {device}"
         f"{f', {d.world_size} ranks' if d.enabled else ''}")
-    weights = hard_sampling_weights(train_set.data, config.hard_sampling, cfg, say)
+    weights = hard_sampling_weights(train_set.data, config.hard_sampling, cfg, say,
+                                    config.hard_sampling_epochs)
     return dict(train_loader=train_loader, val_loader=val_loader, stats=stats.to(device),
                 cv_ade=float(constant_velocity_errors(val_set.data, cfg.dt, cfg.kinematics).mean()),
                 global_batch=global_batch, epoch_samples=epoch_samples, scenarios=scenarios,
                 sample_weights=weights)
 
 
-def hard_sampling_weights(data, share: float, cfg: ModelConfig, say) -> np.ndarray | None:
+def hard_sampling_weights(data, share: float, cfg: ModelConfig, say,
+                          epochs: int | None = None) -> np.ndarray | None:
     """``--hard-sampling``'s ``(N,)`` draw weights of the training split ``data``: ``(1 -
     share) + share * e / mean(e)``, ``e`` each sample's constant-velocity ADE (from its
     labels; they choose how often a sample is drawn, never what the student sees); None for
@@ -192,7 +194,8 @@ def hard_sampling_weights(data, share: float, cfg: ModelConfig, say) -> np.ndarr
     weights = (1 - share) + share * errors / max(float(errors.mean()), 1e-9)
     say(f"hard sampling {share:g}: each training sample drawn {weights.min():.2f} to "
         f"{weights.max():.2f} times per epoch on average (constant-velocity error "
-        f"{errors.min():.2f} to {errors.max():.2f} m)")
+        f"{errors.min():.2f} to {errors.max():.2f} m)"
+        f"{f' in epochs 1-{epochs}, then a plain shuffle' if epochs else ''}")
     return weights
 
 

@@ -106,7 +106,8 @@ class Trainer:
         p.model.train()
         if config.freeze_bn:
             freeze_batchnorm(p.model)
-        p.train_loader.set_epoch(epoch, skip, p.sample_weights)
+        hard = config.hard_sampling_epochs is None or epoch <= config.hard_sampling_epochs
+        p.train_loader.set_epoch(epoch, skip, p.sample_weights if hard else None)
         p.step.sums.zero_()
         self.last_log = ([0.0] * len(p.step.sums), 0, start)
         seen = 0  # this rank's samples in this session
