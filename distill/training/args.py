@@ -29,32 +29,29 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def _float_where(text: str, ok, rule: str) -> float:
+    """``text`` as a float when ``ok`` of it holds (NaN fails every rule), else argparse's
+    one-line error "must be {rule}, got {text}"."""
     value = float(text)
-    if not value >= 0:  # also rejects NaN
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    return _float_where(text, lambda v: v >= 0, ">= 0")
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    return _float_where(text, lambda v: v > 0, "> 0")
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return _float_where(text, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
+    return _float_where(text, lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def _signals(text: str):
