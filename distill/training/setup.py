@@ -191,7 +191,8 @@ def hard_sampling_weights(data, share: float, cfg: ModelConfig, say,
     if share == 0:
         return None
     errors = constant_velocity_errors(data, cfg.dt, cfg.kinematics).mean(-1).numpy()
-    weights = (1 - share) + share * errors / max(float(errors.mean()), 1e-9)
+    mean = float(errors.mean())  # 0: no sample is harder than another; all drawn alike
+    weights = (1 - share) + share * (errors / mean if mean > 0 else np.ones_like(errors))
     say(f"hard sampling {share:g}: each training sample drawn {weights.min():.2f} to "
         f"{weights.max():.2f} times per epoch on average (constant-velocity error "
         f"{errors.min():.2f} to {errors.max():.2f} m)"
